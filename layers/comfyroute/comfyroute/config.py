@@ -1,0 +1,102 @@
+"""Settings from the environment (set by template.yaml or `comfyroute dev`) and the
+per-user executor credentials kept in Secrets Manager."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Config:
+    connections_table: str = "comfyroute-connections"
+    jobs_table: str = "comfyroute-jobs"
+    workflows_table: str = "comfyroute-workflows"
+    idempotency_table: str = "comfyroute-idempotency"
+    api_keys_table: str = "comfyroute-api-keys"
+    outputs_bucket: str = "comfyroute-outputs"
+    state_machine_arn: str = ""
+    # Management API endpoint for notify/poll, which are not invoked by API Gateway.
+    websocket_endpoint: str = ""
+    secrets_prefix: str = "comfyroute"
+    runpod_api_base: str = "https://api.runpod.ai/v2"
+    job_timeout_seconds: int = 3600
+    poll_interval_start_seconds: int = 1
+    poll_interval_cap_seconds: int = 30
+    output_retention_days: int = 7
+    job_ttl_days: int = 30
+    max_output_bytes: int = 100 * 1024 * 1024
+    presign_seconds: int = 3600
+    runpod_execution_timeout_ms: int = 600_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Config:
+        e = os.environ.get
+        d = cls()
+        return cls(
+            connections_table=e("CONNECTIONS_TABLE", d.connections_table),
+            jobs_table=e("JOBS_TABLE", d.jobs_table),
+            workflows_table=e("WORKFLOWS_TABLE", d.workflows_table),
+            idempotency_table=e("IDEMPOTENCY_TABLE", d.idempotency_table),
+            api_keys_table=e("API_KEYS_TABLE", d.api_keys_table),
+            outputs_bucket=e("OUTPUTS_BUCKET", d.outputs_bucket),
+            state_machine_arn=e("STATE_MACHINE_ARN", d.state_machine_arn),
+            websocket_endpoint=e("WEBSOCKET_ENDPOINT", d.websocket_endpoint),
+            secrets_prefix=e("SECRETS_PREFIX", d.secrets_prefix),
+            runpod_api_base=e("RUNPOD_API_BASE", d.runpod_api_base),
+            job_timeout_seconds=_env_int("JOB_TIMEOUT_SECONDS", d.job_timeout_seconds),
+            poll_interval_start_seconds=_env_int("POLL_INTERVAL_START_SECONDS", d.poll_interval_start_seconds),
+            poll_interval_cap_seconds=_env_int("POLL_INTERVAL_CAP_SECONDS", d.poll_interval_cap_seconds),
+            output_retention_days=_env_int("OUTPUT_RETENTION_DAYS", d.output_retention_days),
+            job_ttl_days=_env_int("JOB_TTL_DAYS", d.job_ttl_days),
+            max_output_bytes=_env_int("MAX_OUTPUT_BYTES", d.max_output_bytes),
+            presign_seconds=_env_int("PRESIGN_SECONDS", d.presign_seconds),
+            runpod_execution_timeout_ms=_env_int("RUNPOD_EXECUTION_TIMEOUT_MS", d.runpod_execution_timeout_ms),
+        )
+
+
+class Credentials(BaseModel):
+    """A user's executor credentials: the JSON of secret ``{prefix}/users/{user_id}``."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    comfyui_addr: str = Field(default="127.0.0.1:8188", alias="COMFYUI_ADDR")
+    comfyui_headers: dict[str, SecretStr] = Field(default_factory=dict, alias="COMFYUI_HEADERS")
+    runpod_api_key: SecretStr | None = Field(default=None, alias="RUNPOD_API_KEY")
+
+    @field_validator("comfyui_headers", mode="before")
+    @classmethod
+    def _headers_from_json(cls, v: Any) -> Any:
+        # Secrets Manager's console stores flat strings, so the headers may be JSON text.
+        if isinstance(v, str):
+            v = v.strip()
+            if not v:
+                return {}
+            try:
+                return json.loads(v)
+            except json.JSONDecodeError:
+                raise ValueError("COMFYUI_HEADERS must be a JSON object of header names to values") from None
+        return v
+
+    @field_validator("comfyui_addr", mode="before")
+    @classmethod
+    def _blank_addr(cls, v: Any) -> Any:
+        return "127.0.0.1:8188" if v in (None, "") else v
+
+    def header_values(self) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in self.comfyui_headers.items()}
