@@ -1,0 +1,672 @@
+"""A ComfyUI server reached over HTTP, usually through a tunnel or a reverse proxy.
+
+ComfyUI's HTTP API (recorded in /work/shared/reference/comfyui): ``POST /prompt`` queues a
+prompt, ``GET /queue`` lists running and pending prompts, ``GET /history/{id}`` is ``{}``
+until the prompt finished and then holds its outputs and status, ``GET /view`` serves output
+files, ``POST /queue {"delete": [...]}`` drops pending prompts and ``POST /interrupt`` stops
+the running one. Every method here is one bounded exchange; the Step Functions poll loop
+does the waiting.
+
+Errors: ``ExecutorUnavailable`` when ComfyUI could not be reached or answered 408/429/5xx
+from a gateway (worth another look later), ``ExecutorRejected`` when it answered and the
+answer means this request will not work (4xx, validation errors, a 500 from ComfyUI's own
+handler, a missing or oversized output file).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from comfyroute.executors.base import (
+    ExecutorRejected,
+    ExecutorStatus,
+    ExecutorUnavailable,
+    OutputFile,
+    OutputKind,
+    Prompt,
+    guess_content_type,
+)
+from comfyroute.http import make_session
+from comfyroute.protocol import ExecutorKind, JobStatus
+
+logger = Logger(child=True)
+
+DEFAULT_PORT_HINT = "127.0.0.1:8188"
+# One retry after a connection/read error on POST /prompt, and only after /queue and
+# /history showed the first POST did not arrive.
+SUBMIT_ATTEMPTS = 2
+# Messages end up in DynamoDB items and WebSocket frames: keep them readable and bounded.
+MAX_MESSAGE_CHARS = 2000
+MAX_BODY_SNIPPET = 300
+DOWNLOAD_CHUNK = 64 * 1024
+
+# Gateways and tunnels answer these when ComfyUI behind them is down or busy.
+UNAVAILABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
+
+# Underscores are not DNS but are common in docker/compose service names.
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_PATH_RE = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+
+# Output keys whose name fixes the kind, whatever the file's content type says: video
+# nodes (VideoHelperSuite) report mp4/webm under "gifs", SaveLatent under "latents".
+_KIND_BY_KEY: dict[str, OutputKind] = {
+    "gifs": "video",
+    "videos": "video",
+    "video": "video",
+    "audio": "audio",
+    "latents": "latent",
+}
+
+
+# --------------------------------------------------------------------------- address
+
+
+def normalize_address(addr: str) -> str:
+    """The base URL for ``host:port`` or ``http(s)://host[:port][/prefix]``, without a
+    trailing slash. Raises ``ValueError`` naming what is wrong; the address is echoed only
+    when it cannot hold credentials (no userinfo, no query)."""
+    if not isinstance(addr, str) or not addr.strip():
+        raise ValueError(f"ComfyUI address is empty: give host:port (e.g. {DEFAULT_PORT_HINT}) or a URL")
+    raw = addr.strip()
+    has_scheme = "://" in raw
+    try:
+        parts = urlsplit(raw if has_scheme else f"http://{raw}")
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"ComfyUI address {_echo(raw)} is not host:port or http(s)://host[:port][/prefix]") from None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError("ComfyUI address must not carry credentials (user:pass@); put them in COMFYUI_HEADERS")
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise ValueError("ComfyUI address must not have a query or fragment; put tokens in COMFYUI_HEADERS")
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"ComfyUI address {_echo(raw)} must use http or https, not {scheme[:16]!r}")
+    host = parts.hostname or ""
+    if not _valid_host(host):
+        raise ValueError(f"ComfyUI address {_echo(raw)} has no valid host name")
+    if not has_scheme and port is None:
+        # A bare name is ambiguous (http on 80? ComfyUI's 8188? a tunnel on https?).
+        raise ValueError(
+            f"ComfyUI address {_echo(raw)} needs a port (host:port, e.g. {DEFAULT_PORT_HINT}) "
+            "or a scheme (https://host)"
+        )
+    path = parts.path
+    if not _PATH_RE.match(path) or "//" in path.strip("/"):
+        raise ValueError(f"ComfyUI address {_echo(raw)} has an invalid path prefix")
+    prefix = path.rstrip("/")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc.lower()}{prefix}"
+
+
+def _valid_host(host: str) -> bool:
+    if not host:
+        return False
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return len(host) <= 253 and bool(_HOST_RE.match(host))
+
+
+def _echo(raw: str) -> str:
+    return repr(raw if len(raw) <= 100 else raw[:100] + "…")
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Header values are secrets: errors name the header, never the value. requests itself
+    would raise ``InvalidHeader`` with the value in its message, so check first."""
+    out: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _HEADER_NAME_RE.match(name):
+            raise ValueError(f"ComfyUI header name {str(name)[:64]!r} is not a valid HTTP header name")
+        if not isinstance(value, str):
+            raise ValueError(f"ComfyUI header {name!r} must have a text value")
+        if any(c in value for c in "\r\n\0") or value != value.strip():
+            raise ValueError(f"ComfyUI header {name!r} has a value with line breaks or surrounding spaces")
+        out[name] = value
+    return out
+
+
+# --------------------------------------------------------------------------- ComfyUI bodies
+
+
+class _Lenient(BaseModel):
+    # ComfyUI grows fields between releases: keep what we know, ignore the rest.
+    model_config = ConfigDict(extra="ignore")
+
+
+class _PromptAccepted(_Lenient):
+    prompt_id: str
+    number: float | None = None
+    node_errors: dict[str, Any] | list[Any] = Field(default_factory=dict)
+
+
+class _ErrorItem(_Lenient):
+    type: str | None = None
+    message: str = ""
+    details: Any = ""
+
+
+class _NodeError(_Lenient):
+    errors: list[_ErrorItem] = Field(default_factory=list)
+    class_type: str | None = None
+
+
+class _Rejection(_Lenient):
+    # Older servers send ``error`` as a plain string and ``node_errors`` as a list.
+    error: _ErrorItem | str | None = None
+    node_errors: dict[str, _NodeError] | list[Any] = Field(default_factory=dict)
+
+
+class _QueueView(_Lenient):
+    queue_running: list[list[Any]] = Field(default_factory=list)
+    queue_pending: list[list[Any]] = Field(default_factory=list)
+
+    def running_ids(self) -> list[str]:
+        return [str(item[1]) for item in self.queue_running if len(item) > 1]
+
+    def pending_position(self, prompt_id: str) -> int | None:
+        # /queue returns ComfyUI's heap as it lies in memory, not in run order: sort by the
+        # queue number (item[0]) to get the real position.
+        items = [item for item in self.queue_pending if len(item) > 1]
+        if all(isinstance(item[0], int | float) for item in items):
+            items.sort(key=lambda item: item[0])
+        for position, item in enumerate(items):
+            if str(item[1]) == prompt_id:
+                return position
+        return None
+
+
+class _HistoryStatus(_Lenient):
+    status_str: str | None = None
+    completed: bool | None = None
+    messages: list[Any] = Field(default_factory=list)
+
+
+class _HistoryEntry(_Lenient):
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    status: _HistoryStatus | None = None
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file a node reported under ``outputs[node][output_name]``."""
+
+    node_id: str
+    output_name: str
+    filename: str
+    subfolder: str
+    type: str
+
+    def describe(self) -> str:
+        path = f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
+        return f"{path!r} (node {self.node_id}, {self.output_name}, type {self.type})"
+
+
+@dataclass(frozen=True)
+class TextRef:
+    node_id: str
+    output_name: str
+    index: int
+    text: str
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def _clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error_text(item: _ErrorItem) -> str:
+    message = _one_line(item.message) or (item.type or "error")
+    details = _one_line(str(item.details)) if item.details not in (None, "") else ""
+    return f"{message} ({details})" if details and details != message else message
+
+
+def describe_rejection(status_code: int, body: Any) -> str:
+    """The message for a refused ``POST /prompt``: every node error as
+    ``node 1 (EmptyImage): Value 0 smaller than min of 1 (width)``, else ComfyUI's
+    top-level error message and details."""
+    head = f"ComfyUI rejected the prompt ({status_code})"
+    try:
+        rejection = _Rejection.model_validate(body)
+    except ValidationError:
+        return _clip(f"{head}: {_one_line(str(body))[:MAX_BODY_SNIPPET]}")
+    top = ""
+    if isinstance(rejection.error, _ErrorItem):
+        top = _error_text(rejection.error)
+    elif isinstance(rejection.error, str):
+        top = _one_line(rejection.error)
+    node_parts: list[str] = []
+    if isinstance(rejection.node_errors, dict):
+        for node_id, node in rejection.node_errors.items():
+            label = f"node {node_id} ({node.class_type})" if node.class_type else f"node {node_id}"
+            errors = node.errors or [_ErrorItem(message="invalid")]
+            node_parts.extend(f"{label}: {_error_text(err)}" for err in errors)
+    if node_parts:
+        # The top-level message only says "Prompt outputs failed validation": keep it as a
+        # heading, the node errors are what the user needs.
+        heading = rejection.error.message if isinstance(rejection.error, _ErrorItem) else top
+        lead = f"{head}: {_one_line(heading)}: " if heading else f"{head}: "
+        return _clip(lead + "; ".join(node_parts))
+    return _clip(f"{head}: {top}" if top else f"{head}: {_one_line(str(body))[:MAX_BODY_SNIPPET]}")
+
+
+def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
+    """The final state of a prompt that reached /history."""
+    status = entry.status
+    events = _status_events(status)
+    if "execution_interrupted" in events:
+        info = events["execution_interrupted"]
+        where = _node_label(info)
+        return ExecutorStatus(
+            state=JobStatus.CANCELLED,
+            message=f"ComfyUI interrupted prompt {prompt_id}" + (f" at {where}" if where else ""),
+        )
+    if "execution_error" in events:
+        info = events["execution_error"]
+        where = _node_label(info) or "an unknown node"
+        exc_type = str(info.get("exception_type") or "").strip()
+        exc_msg = _one_line(str(info.get("exception_message") or "")) or "no message"
+        what = f"{exc_type}: {exc_msg}" if exc_type else exc_msg
+        return ExecutorStatus(state=JobStatus.FAILED, error=_clip(f"ComfyUI {where} failed: {what}"))
+    if status is None:
+        # Servers from before history carried a status wrote the entry only when a prompt
+        # finished; with outputs that can only be success.
+        if entry.outputs:
+            return ExecutorStatus(state=JobStatus.COMPLETED)
+        return ExecutorStatus(
+            state=JobStatus.FAILED, error=f"ComfyUI lists prompt {prompt_id} with neither status nor outputs"
+        )
+    if status.status_str == "success":
+        return ExecutorStatus(state=JobStatus.COMPLETED)
+    return ExecutorStatus(
+        state=JobStatus.FAILED,
+        error=f"ComfyUI finished prompt {prompt_id} with status {str(status.status_str)[:64]!r}",
+    )
+
+
+def _status_events(status: _HistoryStatus | None) -> dict[str, dict[str, Any]]:
+    events: dict[str, dict[str, Any]] = {}
+    for message in status.messages if status else []:
+        if isinstance(message, list | tuple) and len(message) == 2 and isinstance(message[1], dict):
+            events[str(message[0])] = message[1]
+    return events
+
+
+def _node_label(info: Mapping[str, Any]) -> str:
+    node_id, node_type = info.get("node_id"), info.get("node_type")
+    if node_id is None and not node_type:
+        return ""
+    if node_id is None:
+        return f"node ({node_type})"
+    return f"node {node_id} ({node_type})" if node_type else f"node {node_id}"
+
+
+def collect_refs(outputs: Mapping[str, Any]) -> list[FileRef | TextRef]:
+    """Every output of a finished prompt in a fixed order (node order as in history, then
+    list order). ``temp`` files (PreviewImage and friends) are kept only when the prompt
+    produced no other file: next to saved outputs they are noise."""
+    refs: list[FileRef | TextRef] = []
+    for node_id, node_out in outputs.items():
+        if not isinstance(node_out, Mapping):
+            continue
+        for output_name, items in node_out.items():
+            refs.extend(_node_refs(str(node_id), str(output_name), items))
+    if any(isinstance(r, FileRef) and r.type != "temp" for r in refs):
+        refs = [r for r in refs if not (isinstance(r, FileRef) and r.type == "temp")]
+    return refs
+
+
+def _node_refs(node_id: str, output_name: str, items: Any) -> Iterator[FileRef | TextRef]:
+    if output_name == "text":
+        texts = items if isinstance(items, list) else [items]
+        for index, text in enumerate(texts):
+            if text is not None:
+                yield TextRef(node_id, output_name, index, text if isinstance(text, str) else str(text))
+        return
+    if not isinstance(items, list):
+        return  # flags such as "animated": [true] come as lists of bools, skipped below
+    for item in items:
+        if isinstance(item, Mapping) and isinstance(item.get("filename"), str) and item["filename"]:
+            yield FileRef(
+                node_id=node_id,
+                output_name=output_name,
+                filename=item["filename"],
+                subfolder=str(item.get("subfolder") or ""),
+                type=str(item.get("type") or "output"),
+            )
+
+
+def output_kind(output_name: str, content_type: str) -> OutputKind:
+    if output_name in _KIND_BY_KEY:
+        return _KIND_BY_KEY[output_name]
+    major = content_type.split("/", 1)[0]
+    if major in ("image", "video", "audio"):
+        return major  # type: ignore[return-value]
+    if output_name == "images":
+        return "image"
+    if major == "text":
+        return "text"
+    return "file"
+
+
+def _content_type(header: str | None, filename: str) -> str:
+    media = (header or "").split(";", 1)[0].strip().lower()
+    if media and media != "application/octet-stream":
+        return media
+    return guess_content_type(filename)
+
+
+def _ids(value: str) -> str:
+    # Prompt ids go into a URL path: never let one change the path.
+    return quote(value, safe="")
+
+
+# --------------------------------------------------------------------------- executor
+
+
+class ComfyUIExecutor:
+    """Runs prompts on one ComfyUI server. Header values (tunnel tokens) are sent on every
+    call and appear nowhere else: not in logs, messages, exceptions or ``repr``."""
+
+    kind = ExecutorKind.LOCAL
+
+    def __init__(
+        self,
+        addr: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        client_id: str = "comfyroute",
+        max_output_bytes: int = 100 * 1024 * 1024,
+        lost_grace_seconds: float = 15.0,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_output_bytes <= 0:
+            raise ValueError(f"max_output_bytes must be positive, not {max_output_bytes}")
+        if lost_grace_seconds < 0:
+            raise ValueError(f"lost_grace_seconds must not be negative, not {lost_grace_seconds}")
+        self._base = normalize_address(addr)
+        self._headers = _check_headers(headers)
+        self._secrets = sorted({v for v in self._headers.values() if len(v) >= 3}, key=len, reverse=True)
+        self._client_id = client_id
+        self._max_output_bytes = max_output_bytes
+        self._lost_grace = lost_grace_seconds
+        # Headers go with each request rather than into the session, so a session passed
+        # in by a caller is never changed.
+        self._session = session if session is not None else make_session()
+        self._clock = clock
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    def __repr__(self) -> str:
+        return f"ComfyUIExecutor(base_url={self._base!r}, headers={sorted(self._headers)!r})"
+
+    # ----------------------------------------------------------------- HTTP plumbing
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request; connection and read errors come out as requests' own exceptions.
+        Redirects are not followed: requests would carry our custom headers (tunnel tokens)
+        to whatever host the redirect names."""
+        kwargs.setdefault("allow_redirects", False)
+        return self._session.request(method, self._base + path, headers=self._headers, **kwargs)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self._send(method, path, **kwargs)
+        except requests.RequestException as exc:
+            raise self._unreachable(method, path, exc) from exc
+
+    def _unreachable(self, method: str, path: str, exc: BaseException) -> ExecutorUnavailable:
+        detail = self._redact(_one_line(str(exc)))[:MAX_BODY_SNIPPET]
+        return ExecutorUnavailable(
+            f"ComfyUI at {self._base} could not be reached for {method} {path}: {type(exc).__name__}: {detail}"
+        )
+
+    def _check(self, resp: requests.Response, what: str) -> None:
+        if 200 <= resp.status_code < 300:
+            return
+        if 300 <= resp.status_code < 400:
+            # The Location may carry a login flow's tokens: name the status only.
+            raise ExecutorRejected(
+                f"ComfyUI at {self._base} answered {what} with a redirect ({resp.status_code}); "
+                "give the final address, and headers if the tunnel needs them"
+            )
+        snippet = self._redact(_one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
+        message = f"ComfyUI at {self._base} answered {resp.status_code} to {what}" + (f": {snippet}" if snippet else "")
+        if resp.status_code in UNAVAILABLE_STATUSES:
+            raise ExecutorUnavailable(message)
+        raise ExecutorRejected(message)
+
+    def _json(self, resp: requests.Response, what: str) -> Any:
+        self._check(resp, what)
+        try:
+            return resp.json()
+        except ValueError:
+            # A tunnel's login page is the usual cause: say so rather than "bad JSON".
+            ctype = resp.headers.get("Content-Type", "no content type")
+            raise ExecutorRejected(
+                f"ComfyUI at {self._base} answered {what} with {ctype[:64]}, not JSON "
+                "(is the address right, and does the tunnel need headers?)"
+            ) from None
+
+    def _queue(self) -> _QueueView:
+        body = self._json(self._call("GET", "/queue"), "GET /queue")
+        try:
+            return _QueueView.model_validate(body)
+        except ValidationError:
+            raise ExecutorRejected(f"ComfyUI at {self._base} answered GET /queue with an unexpected body") from None
+
+    def _history(self, prompt_id: str) -> _HistoryEntry | None:
+        path = f"/history/{_ids(prompt_id)}"
+        body = self._json(self._call("GET", path), f"GET {path}")
+        raw = body.get(prompt_id) if isinstance(body, dict) else None
+        if raw is None:
+            return None
+        try:
+            return _HistoryEntry.model_validate(raw)
+        except ValidationError:
+            raise ExecutorRejected(f"ComfyUI at {self._base} answered GET {path} with an unexpected body") from None
+
+    # ----------------------------------------------------------------- Executor
+
+    def submit(self, prompt: Prompt, job_id: str) -> str:
+        """Queue the prompt under ``job_id`` as its prompt_id; returns the prompt_id."""
+        body = {"prompt": prompt, "client_id": self._client_id, "prompt_id": job_id}
+        failure: BaseException | None = None
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            try:
+                resp = self._send("POST", "/prompt", json=body)
+            except requests.RequestException as exc:
+                # The POST may have arrived and been queued before the connection broke:
+                # look before posting again, so the prompt never runs twice.
+                failure = exc
+                logger.warning(
+                    "ComfyUI POST /prompt failed; checking whether it was queued",
+                    extra={"job_id": job_id, "attempt": attempt, "error": type(exc).__name__},
+                )
+                if self._already_submitted(job_id, exc):
+                    return job_id
+                continue
+            return self._accepted(resp, job_id)
+        assert failure is not None
+        raise self._unreachable("POST", "/prompt", failure) from failure
+
+    def _already_submitted(self, job_id: str, cause: BaseException) -> bool:
+        try:
+            queue = self._queue()
+            if job_id in queue.running_ids() or queue.pending_position(job_id) is not None:
+                return True
+            return self._history(job_id) is not None
+        except ExecutorUnavailable as exc:
+            raise ExecutorUnavailable(
+                f"ComfyUI at {self._base} dropped POST /prompt ({type(cause).__name__}) and could not "
+                f"be asked whether prompt {job_id} was queued: {exc}"
+            ) from exc
+
+    def _accepted(self, resp: requests.Response, job_id: str) -> str:
+        if resp.status_code >= 400:
+            try:
+                payload: Any = resp.json()
+            except ValueError:
+                payload = None
+            if payload is None:
+                snippet = self._redact(_one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
+                message = f"ComfyUI at {self._base} answered {resp.status_code} to POST /prompt" + (
+                    f": {snippet}" if snippet else ""
+                )
+            else:
+                message = self._redact(describe_rejection(resp.status_code, payload))
+            # A 5xx from ComfyUI itself means its handler raised on this request (the
+            # recorded 500 is a malformed body): sending it again gives the same answer.
+            # Only gateway statuses say ComfyUI was not reached at all.
+            if resp.status_code in UNAVAILABLE_STATUSES:
+                raise ExecutorUnavailable(message)
+            raise ExecutorRejected(message)
+        try:
+            accepted = _PromptAccepted.model_validate(self._json(resp, "POST /prompt"))
+        except ValidationError:
+            raise ExecutorRejected(f"ComfyUI at {self._base} answered POST /prompt without a prompt_id") from None
+        if accepted.node_errors:
+            # ComfyUI queues a prompt when at least one output is valid and reports the
+            # others here; the prompt runs, so this is not a rejection.
+            logger.warning(
+                "ComfyUI queued the prompt but reported node errors for some outputs",
+                extra={"job_id": job_id, "nodes": sorted(map(str, accepted.node_errors))[:20]},
+            )
+        if accepted.prompt_id != job_id:
+            # Servers older than client-chosen prompt ids pick their own.
+            logger.info("ComfyUI chose its own prompt_id", extra={"job_id": job_id})
+        return accepted.prompt_id
+
+    def status(self, executor_job_id: str, *, submitted_at: float | None = None) -> ExecutorStatus:
+        """One look: /queue first, then /history. In that order a prompt that finishes
+        between the two calls is seen in history instead of looking lost."""
+        queue = self._queue()
+        if executor_job_id in queue.running_ids():
+            return ExecutorStatus(state=JobStatus.RUNNING)
+        position = queue.pending_position(executor_job_id)
+        if position is not None:
+            return ExecutorStatus(state=JobStatus.QUEUED, queue_position=position)
+        entry = self._history(executor_job_id)
+        if entry is not None:
+            return history_status(executor_job_id, entry)
+        return self._unknown(executor_job_id, submitted_at)
+
+    def _unknown(self, prompt_id: str, submitted_at: float | None) -> ExecutorStatus:
+        if submitted_at is not None and self._clock() - submitted_at < self._lost_grace:
+            return ExecutorStatus(state=JobStatus.QUEUED, message="waiting for ComfyUI to list the prompt")
+        logger.warning("ComfyUI knows nothing of the prompt", extra={"prompt_id": prompt_id})
+        return ExecutorStatus(
+            state=JobStatus.FAILED,
+            error=(
+                f"ComfyUI at {self._base} lost prompt {prompt_id}: it is neither queued nor in the "
+                "history (was ComfyUI restarted or its history cleared?)"
+            ),
+        )
+
+    def outputs(self, executor_job_id: str) -> list[OutputFile]:
+        entry = self._history(executor_job_id)
+        if entry is None:
+            raise ExecutorRejected(
+                f"ComfyUI at {self._base} has no history for prompt {executor_job_id}: it has not finished or was lost"
+            )
+        files: list[OutputFile] = []
+        for ref in collect_refs(entry.outputs):
+            if isinstance(ref, TextRef):
+                files.append(
+                    OutputFile(
+                        node_id=ref.node_id,
+                        output_name=ref.output_name,
+                        kind="text",
+                        filename=f"{ref.node_id}-text-{ref.index}.txt",
+                        content_type="text/plain",
+                        data=ref.text.encode("utf-8"),
+                    )
+                )
+            else:
+                data, header_type = self._download(ref)
+                content_type = _content_type(header_type, ref.filename)
+                files.append(
+                    OutputFile(
+                        node_id=ref.node_id,
+                        output_name=ref.output_name,
+                        kind=output_kind(ref.output_name, content_type),
+                        filename=ref.filename,
+                        content_type=content_type,
+                        data=data,
+                    )
+                )
+        return files
+
+    def _download(self, ref: FileRef) -> tuple[bytes, str | None]:
+        params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
+        cap = self._max_output_bytes
+        resp = self._call("GET", "/view", params=params, stream=True)
+        with resp:
+            if resp.status_code == 404:
+                raise ExecutorRejected(f"ComfyUI has no output file {ref.describe()}: /view answered 404")
+            self._check(resp, f"GET /view for {ref.describe()}")
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise ExecutorRejected(
+                    f"output file {ref.describe()} is {int(declared)} bytes; the limit is {cap} bytes"
+                )
+            data = bytearray()
+            try:
+                for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                    data += chunk
+                    if len(data) > cap:
+                        raise ExecutorRejected(f"output file {ref.describe()} is over the limit of {cap} bytes")
+            except requests.RequestException as exc:
+                raise self._unreachable("GET", "/view", exc) from exc
+            return bytes(data), resp.headers.get("Content-Type")
+
+    def cancel(self, executor_job_id: str) -> None:
+        """Drop a pending prompt, interrupt a running one; a finished or unknown prompt is
+        left alone. /interrupt stops whatever runs, so it is sent only after /queue showed
+        ours running; newer servers also check the prompt_id in the body."""
+        queue = self._queue()
+        if executor_job_id in queue.running_ids():
+            self._interrupt(executor_job_id)
+            return
+        if queue.pending_position(executor_job_id) is None:
+            logger.debug("cancel: prompt not queued or running", extra={"prompt_id": executor_job_id})
+            return
+        self._check(self._call("POST", "/queue", json={"delete": [executor_job_id]}), "POST /queue delete")
+        # It may have started between the look and the delete (a delete of a running prompt
+        # does nothing): one more look catches that.
+        if executor_job_id in self._queue().running_ids():
+            self._interrupt(executor_job_id)
+
+    def _interrupt(self, prompt_id: str) -> None:
+        self._check(self._call("POST", "/interrupt", json={"prompt_id": prompt_id}), "POST /interrupt")
