@@ -1,0 +1,47 @@
+"""boto3 clients, created once per process (Lambda reuses them across invocations).
+
+boto3 reads ``AWS_ENDPOINT_URL`` itself, which is how `comfyroute dev` points every client
+at its embedded moto server without the handlers knowing.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+_BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+
+
+@cache
+def dynamodb() -> Any:
+    return boto3.resource("dynamodb", config=_BOTO_CONFIG)
+
+
+@cache
+def s3() -> Any:
+    return boto3.client("s3", config=BotoConfig(signature_version="s3v4", retries={"mode": "standard"}))
+
+
+@cache
+def stepfunctions() -> Any:
+    return boto3.client("stepfunctions", config=_BOTO_CONFIG)
+
+
+@cache
+def management_api(endpoint_url: str) -> Any:
+    # Throttling is left to the caller (notify raises it to Step Functions, which retries
+    # with backoff), so only a couple of quick SDK retries here.
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=endpoint_url,
+        config=BotoConfig(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10),
+    )
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch moto mocks and environments between cases)."""
+    for fn in (dynamodb, s3, stepfunctions, management_api):
+        fn.cache_clear()

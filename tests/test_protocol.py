@@ -1,0 +1,142 @@
+"""The wire protocol: every command parses, every rejection names what is wrong."""
+
+import json
+
+import pytest
+
+from comfyroute.protocol import (
+    COMMANDS,
+    CancelJob,
+    ErrorMessage,
+    GetJob,
+    JobStatus,
+    JobUpdate,
+    Limits,
+    ListJobs,
+    OutputUpdate,
+    OutputValue,
+    Ping,
+    ProtocolError,
+    RunJob,
+    SaveWorkflow,
+    encode,
+    parse_command,
+    parse_server_message,
+    protocol_json_schema,
+)
+
+GRAPH = {"nodes": [{"id": 1, "type": "comfy.EmptyImage", "data": {"width": 8}}], "edges": []}
+
+
+def body(command, **data):
+    return json.dumps({"command": command, "data": data})
+
+
+def test_every_command_parses_to_its_model():
+    assert isinstance(parse_command(body("run_job", graph=GRAPH)), RunJob)
+    assert isinstance(parse_command(body("cancel_job", job_id="j1")), CancelJob)
+    assert isinstance(parse_command(body("get_job", job_id="j1")), GetJob)
+    assert parse_command(json.dumps({"command": "list_jobs"})) == ListJobs(command="list_jobs")
+    assert isinstance(parse_command(body("save_workflow", workflow_id="wf", graph=GRAPH)), SaveWorkflow)
+    assert isinstance(parse_command(b'{"command": "ping"}'), Ping)
+
+
+def test_run_job_fields_and_int_ids_become_strings():
+    cmd = parse_command(
+        body(
+            "run_job",
+            job_id="job-1",
+            workflow_id="wf",
+            graph=GRAPH,
+            params={"1": {"width": 16}},
+            settings={"comfy_executor": "runpod", "runpod_endpoint_id": " ep_1 ", "theme": "dark"},
+        )
+    )
+    assert cmd.data.graph.nodes[0].id == "1"
+    assert cmd.data.settings.comfy_executor == "runpod"
+    assert cmd.data.settings.runpod_endpoint_id == "ep_1"
+    assert cmd.data.settings.model_extra == {"theme": "dark"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", "empty message"),
+        ("{not json", "message is not JSON"),
+        ("[1, 2]", "must be a JSON object, not list"),
+        ('{"data": {}}', "'command' is missing; known commands: run_job"),
+        ('{"command": "fly"}', "unknown command 'fly'; known commands: " + ", ".join(COMMANDS)),
+        (body("run_job"), "data: needs 'graph', 'prompt' or the 'workflow_id'"),
+        (body("run_job", graph=GRAPH, prompt={}), "give either 'graph' or 'prompt', not both"),
+        (body("run_job", graph={"nodes": [{"id": "1"}]}), "data.graph.nodes[0].type: Field required"),
+        (body("run_job", graph=GRAPH, job_id="a b"), "data.job_id: String should match pattern"),
+        (body("cancel_job"), "data.job_id: Field required"),
+        (body("list_jobs", limit=1000), "data.limit: Input should be less than or equal to 100"),
+        (body("ping", extra=1), "data.extra: Extra inputs are not permitted"),
+        (
+            body("run_job", graph=GRAPH, settings={"comfy_executor": "runpod", "runpod_endpoint_id": "../x"}),
+            "data.settings.runpod_endpoint_id: String should match pattern",
+        ),
+        (
+            body("run_job", graph=GRAPH, settings={"comfy_executor": "cloud"}),
+            "data.settings.comfy_executor: Input should be 'local' or 'runpod'",
+        ),
+    ],
+)
+def test_rejections_name_the_field(raw, expected):
+    with pytest.raises(ProtocolError) as err:
+        parse_command(raw)
+    assert expected in str(err.value)
+
+
+def test_unknown_command_has_its_own_code():
+    with pytest.raises(ProtocolError) as err:
+        parse_command('{"command": "fly"}')
+    assert err.value.code == "unknown_command"
+
+
+def test_limits_on_body_nodes_and_edges():
+    limits = Limits(max_nodes=2, max_edges=1, max_body_bytes=10_000)
+    nodes = [{"id": str(i), "type": "comfy.X"} for i in range(3)]
+    with pytest.raises(ProtocolError, match="data.graph.nodes: 3 nodes; the limit is 2"):
+        parse_command(body("run_job", graph={"nodes": nodes}), limits)
+    edges = [{"source": "0", "target": "1"}] * 2
+    with pytest.raises(ProtocolError, match="data.graph.edges: 2 edges; the limit is 1"):
+        parse_command(body("run_job", graph={"nodes": nodes[:2], "edges": edges}), limits)
+    prompt = {str(i): {"class_type": "X", "inputs": {}} for i in range(3)}
+    with pytest.raises(ProtocolError, match="data.prompt: 3 nodes"):
+        parse_command(body("run_job", prompt=prompt), limits)
+    with pytest.raises(ProtocolError, match="the limit is 10000 bytes") as err:
+        parse_command("x" * 10_001, limits)
+    assert err.value.code == "too_large"
+
+
+def test_default_body_limit_is_api_gateways_128kb():
+    big = json.dumps({"command": "ping", "pad": "x" * (128 * 1024)})
+    with pytest.raises(ProtocolError, match="limit is 131072 bytes"):
+        parse_command(big)
+
+
+def test_server_messages_round_trip_without_nulls():
+    update = JobUpdate(job_id="j", status=JobStatus.COMPLETED, duration=1.5)
+    wire = encode(update)
+    assert json.loads(wire) == {"type": "job_update", "job_id": "j", "status": "completed", "duration": 1.5}
+    assert parse_server_message(wire) == update
+    out = OutputUpdate(
+        job_id="j",
+        node_id="3",
+        node_name="SaveImage",
+        output_name="images",
+        output_type="image",
+        value=OutputValue(uri="https://x/y.png", filename="y.png", content_type="image/png", size=3),
+    )
+    assert parse_server_message(encode(out)) == out
+    err = ErrorMessage(message="bad", request="run_job")
+    assert parse_server_message(encode(err)).request == "run_job"
+
+
+def test_json_schema_covers_commands_and_messages():
+    schema = protocol_json_schema()
+    text = json.dumps(schema)
+    for name in (*COMMANDS, "job_update", "node_progress", "output_update", "job_list", "pong"):
+        assert f'"{name}"' in text
