@@ -50,7 +50,7 @@ class FakeManagementApi:
     gone: set[str] = field(default_factory=set)
     throttle_next: int = 0
 
-    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:  # noqa: N803 - boto3's names
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:
         if self.throttle_next:
             self.throttle_next -= 1
             raise ClientError({"Error": {"Code": "LimitExceededException", "Message": "slow down"}}, "PostToConnection")

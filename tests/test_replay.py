@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 import responses
+from conftest import Stack, load_event
 from recordings import body, load_bytes, load_recording
 
 from comfyroute import auth
 from comfyroute.service import get_services
-from conftest import Stack, load_event
 
 CONN = "Yf3kGdLhIAMCJMw="
 COMFY = "http://127.0.0.1:8188"

@@ -12,6 +12,17 @@ from urllib3.util.retry import Retry
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
 RETRY_STATUSES = (429, 502, 503, 504)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# A peer's Retry-After is honoured up to this many seconds: a Lambda must not sleep until its
+# own timeout because a server asked for a long pause; the poll loop will come back anyway.
+MAX_RETRY_AFTER_SECONDS = 10.0
+
+
+class CappedRetry(Retry):
+    """urllib3's Retry with Retry-After bounded by ``MAX_RETRY_AFTER_SECONDS``."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, MAX_RETRY_AFTER_SECONDS)
 
 
 class TimeoutSession(requests.Session):
@@ -39,7 +50,7 @@ def make_session(
     on those statuses (RunPod answers 429 before taking a job). Bounded by ``retries``;
     read errors are never retried, since the request may have been acted on."""
     methods = IDEMPOTENT_METHODS | {"POST"} if retry_post else IDEMPOTENT_METHODS
-    retry = Retry(
+    retry = CappedRetry(
         total=retries,
         connect=retries,
         read=0,
