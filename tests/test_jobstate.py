@@ -80,7 +80,8 @@ def test_job_update_and_progress_messages():
         ExecutorKind.LOCAL,
     )
     progress = jobstate.node_progress(job)
-    assert progress is not None and (progress.node_id, progress.progress, progress.total) == ("7", 3, 20)
+    assert progress is not None
+    assert (progress.node_id, progress.progress, progress.total) == ("7", 3, 20)
     assert jobstate.node_progress(_job()) is None
 
 

@@ -213,11 +213,13 @@ def test_invalid_graph_is_recorded_failed_and_explained(stack, lambda_context):
     invoke(stack, "SubmitFunction", "run_job_invalid", lambda_context)
     job = _job("job-replay-3")
     assert job["status"] == "failed"
-    assert "4" in job["error"] and "e3" in job["error"]
+    assert "4" in job["error"]
+    assert "e3" in job["error"]
     (update,) = pushed(stack, "job_update")
     assert update["status"] == "failed"
     (error,) = pushed(stack, "error")
-    assert error["request"] == "run_job" and error["job_id"] == "job-replay-3"
+    assert error["request"] == "run_job"
+    assert error["job_id"] == "job-replay-3"
     assert error["message"] == job["error"]
 
 
@@ -228,7 +230,8 @@ def test_executor_validation_error_fails_the_job_with_node_errors(stack, lambda_
     invoke(stack, "SubmitFunction", "run_job", lambda_context)
     job = _job("job-replay-1")
     assert job["status"] == "failed"
-    assert "EmptyImage" in job["error"] and "smaller than min" in job["error"]
+    assert "EmptyImage" in job["error"]
+    assert "smaller than min" in job["error"]
     assert "execution_arn" not in job
     assert pushed(stack, "job_update")[-1]["status"] == "failed"
 
@@ -238,7 +241,8 @@ def test_comfyui_500_on_submit_fails_the_job_mentioning_500(stack, lambda_contex
     http.post(f"{COMFY}/prompt", status=500, body="500 Internal Server Error\n\nServer got itself in trouble")
     invoke(stack, "SubmitFunction", "run_job", lambda_context)
     job = _job("job-replay-1")
-    assert job["status"] == "failed" and "500" in job["error"]
+    assert job["status"] == "failed"
+    assert "500" in job["error"]
 
 
 def _put_secret(name: str, value: dict[str, str]) -> None:
@@ -267,7 +271,8 @@ def test_runpod_key_refused_fails_without_echoing_the_key(stack, lambda_context,
     http.post(f"{RUNPOD}/run", status=401, json={"error": "bad key rpa_SECRET_KEY_123"})
     invoke(stack, "SubmitFunction", "run_job_runpod", lambda_context)
     job = _job("job-replay-2")
-    assert job["status"] == "failed" and "refused" in job["error"].lower()
+    assert job["status"] == "failed"
+    assert "refused" in job["error"].lower()
     everything = json.dumps(stack.management.sent) + json.dumps(job, default=str)
     out = capsys.readouterr()
     assert "rpa_SECRET_KEY_123" not in everything + out.out + out.err
@@ -364,9 +369,11 @@ def test_notify_final_sends_status_and_inline_outputs(stack, lambda_context, htt
     _submitted(stack, lambda_context, http, history="history_ok")
     invoke(stack, "PollFunction", "poll", lambda_context)
     result = invoke(stack, "NotifyFunction", "notify_final", lambda_context)
-    assert result["delivered"] is True and result["sent"] == 2
+    assert result["delivered"] is True
+    assert result["sent"] == 2
     update = pushed(stack, "job_update")[-1]
-    assert update["status"] == "completed" and update["duration"] >= 0
+    assert update["status"] == "completed"
+    assert update["duration"] >= 0
     (out,) = pushed(stack, "output_update")
     assert (out["node_id"], out["node_name"], out["output_name"], out["output_type"]) == (
         "3",
@@ -375,7 +382,8 @@ def test_notify_final_sends_status_and_inline_outputs(stack, lambda_context, htt
         "image",
     )
     assert base64.b64decode(out["value"]["data"]) == PNG
-    assert out["value"]["uri"].startswith("https://") and "jobs/job-replay-1/" in out["value"]["uri"]
+    assert out["value"]["uri"].startswith("https://")
+    assert "jobs/job-replay-1/" in out["value"]["uri"]
 
 
 def test_notify_sends_only_a_url_for_outputs_too_big_to_inline(stack, lambda_context, http):
@@ -385,7 +393,8 @@ def test_notify_sends_only_a_url_for_outputs_too_big_to_inline(stack, lambda_con
     invoke(stack, "PollFunction", "poll", lambda_context)
     invoke(stack, "NotifyFunction", "notify_final", lambda_context)
     (out,) = pushed(stack, "output_update")
-    assert "data" not in out["value"] and out["value"]["size"] == len(big)
+    assert "data" not in out["value"]
+    assert out["value"]["size"] == len(big)
 
 
 def test_notify_failure_marks_the_job_failed_with_a_readable_error(stack, lambda_context, http):
