@@ -1,0 +1,777 @@
+"""An asyncio client for the comfyroute WebSocket API.
+
+One ``ComfyrouteClient`` holds one connection. A background reader parses every frame into a
+protocol model and appends it to an in-memory buffer; requests (``get_job``, ``list_jobs``, ...)
+and ``follow`` *claim* the messages they wait for by predicate, and ``messages()`` yields the
+rest, so an answer to one request never swallows a progress update meant for another consumer.
+
+The API token travels as the ``token`` query parameter of the URL (API Gateway's authorizer reads
+it from there). It is never shown: ``repr``, ``url`` and every exception message use the URL
+without it, and text from the WebSocket library is scrubbed of it before it is re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import re
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+
+from comfyroute.http import make_session
+from comfyroute.protocol import (
+    MAX_MESSAGE_BYTES,
+    CancelJob,
+    ErrorMessage,
+    ExecutorKind,
+    GetJob,
+    JobList,
+    JobMessage,
+    JobOutput,
+    JobRef,
+    JobStatus,
+    JobUpdate,
+    JobView,
+    ListJobs,
+    ListJobsData,
+    NodeProgress,
+    OutputUpdate,
+    OutputValue,
+    Ping,
+    Pong,
+    RunJob,
+    RunJobData,
+    SaveWorkflow,
+    SaveWorkflowData,
+    ServerMessage,
+    WorkflowSaved,
+    describe_validation_error,
+    parse_server_message,
+)
+
+log = logging.getLogger(__name__)
+
+TOKEN_PARAM = "token"
+DEFAULT_REQUEST_TIMEOUT = 30.0
+# How long follow() waits without hearing about its job before asking get_job: pushes can be
+# lost (a reconnect gives a new connection id, a GoneException drops one) and the job record is
+# the truth either way.
+DEFAULT_POLL_INTERVAL = 30.0
+DOWNLOAD_CHUNK = 64 * 1024
+MAX_FILENAME_CHARS = 150
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ComfyrouteError(Exception):
+    """Base of every error this client raises; no message ever contains the API token."""
+
+
+class InvalidRequest(ComfyrouteError, ValueError):
+    """A command this client refuses to send (bad field, too large, bad URL)."""
+
+
+class ConnectError(ComfyrouteError):
+    """The WebSocket connection could not be opened."""
+
+
+class AuthError(ConnectError):
+    """The server refused the handshake because of the token (HTTP 401 or 403)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConnectionLost(ComfyrouteError):
+    """The connection closed while a request or ``follow`` was waiting on it."""
+
+
+class RequestTimeout(ComfyrouteError, TimeoutError):
+    """No answer to a request within the request timeout."""
+
+
+class FollowTimeout(ComfyrouteError, TimeoutError):
+    """``follow`` gave up before the job reached a terminal status."""
+
+    def __init__(self, message: str, *, last_status: JobStatus | None) -> None:
+        super().__init__(message)
+        self.last_status = last_status
+
+
+class RequestError(ComfyrouteError):
+    """The server answered a command with an ``error`` message."""
+
+    def __init__(self, error: ErrorMessage) -> None:
+        what = f"{error.request} refused" if error.request else "server error"
+        job = f" (job {error.job_id})" if error.job_id else ""
+        super().__init__(f"{what}{job}: {error.message} [{error.code}]")
+        self.error = error
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    @property
+    def request(self) -> str | None:
+        return self.error.request
+
+
+class DownloadError(ComfyrouteError):
+    """An output could not be fetched or did not match what the server announced."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+class JobResult(BaseModel):
+    """Where ``follow`` left a job: its terminal status and every output it produced."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    workflow_id: str | None = None
+    status: JobStatus
+    executor: ExecutorKind | None = None
+    error: str | None = None
+    message: str | None = None
+    duration: float | None = None
+    outputs: list[JobOutput] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is JobStatus.COMPLETED
+
+
+def _output_key(out: JobOutput) -> tuple[str, str, str]:
+    return (out.node_id, out.output_name, out.value.filename)
+
+
+def _as_job_output(update: OutputUpdate) -> JobOutput:
+    return JobOutput(
+        node_id=update.node_id,
+        node_name=update.node_name,
+        output_name=update.output_name,
+        output_type=update.output_type,
+        value=update.value,
+    )
+
+
+def _update_from_view(view: JobView) -> JobUpdate:
+    return JobUpdate(
+        job_id=view.job_id,
+        workflow_id=view.workflow_id,
+        status=view.status,
+        executor=view.executor,
+        error=view.error,
+        message=view.message,
+        duration=view.duration,
+    )
+
+
+# --------------------------------------------------------------------------- URL / token
+
+
+def split_token(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``token`` query parameter, and that token if it had one."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    token = next((v for k, v in query if k == TOKEN_PARAM), None)
+    rest = urlencode([(k, v) for k, v in query if k != TOKEN_PARAM])
+    return urlunsplit(parts._replace(query=rest)), token
+
+
+def _url_with_token(url: str, token: str) -> str:
+    base, _ = split_token(url)
+    parts = urlsplit(base)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (TOKEN_PARAM, token)]
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def _check_ws_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise InvalidRequest(f"not a WebSocket URL: {url!r} (expected ws://host:port/... or wss://...)")
+
+
+# --------------------------------------------------------------------------- client
+
+Predicate = Callable[[ServerMessage], bool]
+
+
+def _is_error_for(msg: ServerMessage, request: str, job_id: str | None = None) -> bool:
+    if not isinstance(msg, ErrorMessage) or msg.request != request:
+        return False
+    return job_id is None or msg.job_id in (None, job_id)
+
+
+def _concerns_job(msg: ServerMessage, job_id: str) -> bool:
+    """Messages ``follow`` consumes: the job's updates and a refusal of the job itself.
+
+    An error carrying the job id is only about the job when it answers ``run_job`` (or names no
+    request); a refused ``cancel_job`` or ``get_job`` leaves the job running and is left to
+    ``messages()`` and the request that asked."""
+    if isinstance(msg, JobUpdate | NodeProgress | OutputUpdate):
+        return msg.job_id == job_id
+    if isinstance(msg, ErrorMessage):
+        if msg.job_id == job_id:
+            return msg.request in (None, "run_job")
+        return msg.job_id is None and msg.request == "run_job"
+    return False
+
+
+class ComfyrouteClient:
+    """An async context manager around one comfyroute WebSocket connection."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        open_timeout: float = 10,
+        max_size: int = 128 * 1024,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        reconnect_attempts: int = 5,
+        reconnect_delay: float = 0.5,
+        buffer_size: int = 10_000,
+    ) -> None:
+        if not token:
+            raise InvalidRequest("an API token is required")
+        self.url, _ = split_token(url)  # what may be shown: never the token
+        _check_ws_url(self.url)
+        self._token = token
+        self._full_url = _url_with_token(self.url, token)
+        self.open_timeout = open_timeout
+        self.max_size = max_size
+        self.request_timeout = request_timeout
+        self.poll_interval = poll_interval
+        self.reconnect_attempts = reconnect_attempts
+        self.reconnect_delay = reconnect_delay
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        # Bounded so a client that never reads messages() cannot grow without limit; the
+        # oldest unclaimed message goes first.
+        self._buffer: deque[ServerMessage] = deque(maxlen=buffer_size)
+        self._cond = asyncio.Condition()
+        self._claims: list[Predicate] = []
+        self._lost: str | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"ComfyrouteClient(url={self.url!r}, connected={self.connected})"
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and self._lost is None
+
+    def _redact(self, text: str) -> str:
+        for secret in {self._token, quote(self._token, safe=""), quote(self._token)}:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    # ------------------------------------------------------------------ connection
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the connection; ``AuthError`` when the token is refused, ``ConnectError`` otherwise."""
+        if self.connected:
+            return
+        await self._drop()
+        try:
+            ws = await ws_connect(self._full_url, open_timeout=self.open_timeout, max_size=self.max_size)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise AuthError(
+                    f"{self.url} refused the API token (HTTP {status}): check --token or COMFYROUTE_TOKEN",
+                    status=status,
+                ) from None
+            raise ConnectError(f"{self.url} refused the WebSocket handshake (HTTP {status})") from None
+        except InvalidURI:
+            raise InvalidRequest(f"not a valid WebSocket URL: {self.url!r}") from None
+        except (OSError, WebSocketException) as exc:  # TimeoutError is an OSError
+            detail = self._redact(str(exc)) or type(exc).__name__
+            raise ConnectError(f"cannot connect to {self.url}: {detail}") from None
+        self._ws = ws
+        self._lost = None
+        self._closing = False
+        self._reader = asyncio.create_task(self._read(ws), name="comfyroute-reader")
+
+    async def reconnect(self) -> None:
+        """A new connection after a drop, retried with backoff; a refused token is not retried."""
+        await self._drop()
+        delay = self.reconnect_delay
+        last: ConnectError | None = None
+        for attempt in range(1, self.reconnect_attempts + 1):
+            try:
+                await self.connect()
+                return
+            except AuthError:
+                raise
+            except ConnectError as exc:
+                last = exc
+                log.warning("reconnect attempt %d/%d failed: %s", attempt, self.reconnect_attempts, exc)
+                if attempt < self.reconnect_attempts:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        raise ConnectError(f"could not reconnect after {self.reconnect_attempts} attempts: {last}")
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._drop()
+        async with self._cond:
+            self._lost = "the client was closed"
+            self._cond.notify_all()
+
+    async def _drop(self) -> None:
+        ws, reader = self._ws, self._reader
+        self._ws, self._reader = None, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _read(self, ws: ClientConnection) -> None:
+        reason = "the server closed the connection"
+        try:
+            async for raw in ws:
+                try:
+                    msg = parse_server_message(raw)
+                except ValidationError as exc:
+                    # A newer server may send something this client does not know: say so, go on.
+                    log.warning(
+                        "ignoring a server message this client cannot parse: %s", describe_validation_error(exc)
+                    )
+                    continue
+                async with self._cond:
+                    self._buffer.append(msg)
+                    self._cond.notify_all()
+            if ws.close_code is not None:
+                reason = f"the server closed the connection (code {ws.close_code})"
+        except ConnectionClosed as exc:
+            reason = f"the connection dropped ({self._redact(str(exc))})"
+        finally:
+            async with self._cond:
+                if self._ws is ws or self._ws is None:
+                    self._lost = "the client was closed" if self._closing else reason
+                self._cond.notify_all()
+
+    # ------------------------------------------------------------------ message plumbing
+
+    @contextlib.contextmanager
+    def _claim(self, predicate: Predicate) -> Iterator[None]:
+        self._claims.append(predicate)
+        try:
+            yield
+        finally:
+            self._claims.remove(predicate)
+
+    def _pop_first(self, predicate: Predicate) -> ServerMessage | None:
+        for i, msg in enumerate(self._buffer):
+            if predicate(msg):
+                del self._buffer[i]
+                return msg
+        return None
+
+    async def _next(self, predicate: Predicate, *, timeout: float | None, what: str) -> ServerMessage:
+        """The first buffered or arriving message matching ``predicate``."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with self._cond:
+            while True:
+                msg = self._pop_first(predicate)
+                if msg is not None:
+                    return msg
+                if self._lost is not None:
+                    raise ConnectionLost(f"{self.url}: {self._lost} while waiting for {what}")
+                if self._ws is None:
+                    raise ConnectionLost(f"not connected to {self.url}: call connect() first")
+                try:
+                    if deadline is None:
+                        await self._cond.wait()
+                    else:
+                        async with asyncio.timeout(max(deadline - loop.time(), 0)):
+                            await self._cond.wait()
+                except TimeoutError:
+                    raise RequestTimeout(f"no answer to {what} within {timeout:g}s from {self.url}") from None
+
+    async def _send(self, command: RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping) -> None:
+        text = command.model_dump_json(exclude_none=True)
+        size = len(text.encode())
+        if size > MAX_MESSAGE_BYTES:
+            raise InvalidRequest(
+                f"{command.command} is {size} bytes; a WebSocket message may carry at most "
+                f"{MAX_MESSAGE_BYTES} bytes (save the workflow with save_workflow and run it by id)"
+            )
+        if self._ws is None or self._lost is not None:
+            raise ConnectionLost(f"not connected to {self.url}: {self._lost or 'call connect() first'}")
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed as exc:
+            raise ConnectionLost(
+                f"{self.url}: the connection dropped while sending {command.command} ({self._redact(str(exc))})"
+            ) from None
+
+    async def _request(self, command: GetJob | ListJobs | SaveWorkflow | Ping, predicate: Predicate) -> ServerMessage:
+        # Claim before sending so messages() cannot take the answer first.
+        with self._claim(predicate):
+            await self._send(command)
+            msg = await self._next(predicate, timeout=self.request_timeout, what=command.command)
+        if isinstance(msg, ErrorMessage):
+            raise RequestError(msg)
+        return msg
+
+    async def messages(self) -> AsyncIterator[ServerMessage]:
+        """Every server message no request or ``follow`` is waiting for, in arrival order.
+
+        Ends when the client is closed; raises ``ConnectionLost`` when the connection drops."""
+
+        def unclaimed(msg: ServerMessage) -> bool:
+            return not any(claim(msg) for claim in self._claims)
+
+        while True:
+            try:
+                msg = await self._next(unclaimed, timeout=None, what="messages")
+            except ConnectionLost:
+                if self._closing:
+                    return
+                raise
+            yield msg
+
+    # ------------------------------------------------------------------ commands
+
+    async def run_job(
+        self,
+        *,
+        graph: dict[str, Any] | None = None,
+        prompt: dict[str, Any] | None = None,
+        workflow_id: str | None = None,
+        job_id: str | None = None,
+        params: dict[str, dict[str, Any]] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> str:
+        """Send ``run_job`` and return its job id (a new uuid4 unless given: the idempotency key,
+        so sending the same id again cannot start a second job). Progress comes via ``follow``."""
+        fields = {
+            "job_id": job_id or str(uuid.uuid4()),
+            "workflow_id": workflow_id,
+            "graph": graph,
+            "prompt": prompt,
+            "params": params,
+            "settings": settings,
+        }
+        try:
+            data = RunJobData.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            raise InvalidRequest(f"run_job: {describe_validation_error(exc, prefix=('data',))}") from None
+        await self._send(RunJob(command="run_job", data=data))
+        assert data.job_id is not None
+        return data.job_id
+
+    async def cancel_job(self, job_id: str) -> None:
+        """Ask for the job to be cancelled; the ``cancelled`` job_update arrives via ``follow``."""
+        await self._send(CancelJob(command="cancel_job", data=self._job_ref(job_id)))
+
+    async def get_job(self, job_id: str) -> JobView:
+        ref = self._job_ref(job_id)
+
+        def answer(msg: ServerMessage) -> bool:
+            return (isinstance(msg, JobMessage) and msg.job.job_id == job_id) or _is_error_for(msg, "get_job", job_id)
+
+        msg = await self._request(GetJob(command="get_job", data=ref), answer)
+        assert isinstance(msg, JobMessage)
+        return msg.job
+
+    async def list_jobs(self, limit: int = 20) -> list[JobView]:
+        try:
+            data = ListJobsData(limit=limit)
+        except ValidationError as exc:
+            raise InvalidRequest(f"list_jobs: {describe_validation_error(exc, prefix=('data',))}") from None
+
+        def answer(msg: ServerMessage) -> bool:
+            return isinstance(msg, JobList) or _is_error_for(msg, "list_jobs")
+
+        msg = await self._request(ListJobs(command="list_jobs", data=data), answer)
+        assert isinstance(msg, JobList)
+        return msg.jobs
+
+    async def save_workflow(
+        self,
+        workflow_id: str,
+        *,
+        graph: dict[str, Any] | None = None,
+        prompt: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> WorkflowSaved:
+        fields = {"workflow_id": workflow_id, "graph": graph, "prompt": prompt, "settings": settings, "name": name}
+        try:
+            data = SaveWorkflowData.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            raise InvalidRequest(f"save_workflow: {describe_validation_error(exc, prefix=('data',))}") from None
+
+        def answer(msg: ServerMessage) -> bool:
+            return (isinstance(msg, WorkflowSaved) and msg.workflow_id == workflow_id) or _is_error_for(
+                msg, "save_workflow"
+            )
+
+        msg = await self._request(SaveWorkflow(command="save_workflow", data=data), answer)
+        assert isinstance(msg, WorkflowSaved)
+        return msg
+
+    async def ping(self) -> None:
+        def answer(msg: ServerMessage) -> bool:
+            return isinstance(msg, Pong) or _is_error_for(msg, "ping")
+
+        await self._request(Ping(command="ping"), answer)
+
+    @staticmethod
+    def _job_ref(job_id: str) -> JobRef:
+        try:
+            return JobRef(job_id=job_id)
+        except ValidationError as exc:
+            raise InvalidRequest(f"job id {job_id!r}: {describe_validation_error(exc)}") from None
+
+    # ------------------------------------------------------------------ follow
+
+    async def follow(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_message: Callable[[ServerMessage], None] | None = None,
+        confirm_outputs: bool = True,
+    ) -> JobResult:
+        """Consume the job's messages until a terminal ``job_update``; return status and outputs.
+
+        A dropped connection is reopened and the job's state caught up with ``get_job``; so is a
+        silence longer than ``poll_interval``. With ``confirm_outputs`` a completed job's output
+        list is checked against ``get_job`` too, so an output pushed after the final update, or
+        lost, is not missed. ``on_message`` sees every update consumed (and a ``job_update``
+        made from each catch-up). A refusal of the job raises ``RequestError``; running past
+        ``timeout`` raises ``FollowTimeout`` (the job keeps running: cancel it if you wish)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        outputs: dict[tuple[str, str, str], JobOutput] = {}
+        last: JobUpdate | None = None
+
+        def merge(extra: list[JobOutput]) -> None:
+            for out in extra:
+                outputs.setdefault(_output_key(out), out)
+
+        def result(update: JobUpdate) -> JobResult:
+            return JobResult(
+                job_id=job_id,
+                workflow_id=update.workflow_id,
+                status=update.status,
+                executor=update.executor,
+                error=update.error,
+                message=update.message,
+                duration=update.duration,
+                outputs=list(outputs.values()),
+            )
+
+        async def catch_up() -> JobUpdate:
+            view = await self.get_job(job_id)
+            merge(view.outputs)
+            update = _update_from_view(view)
+            if on_message is not None:
+                on_message(update)
+            return update
+
+        def concerns(msg: ServerMessage) -> bool:
+            return _concerns_job(msg, job_id)
+
+        with self._claim(concerns):
+            while True:
+                wait = self.poll_interval
+                if deadline is not None:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        status = last.status if last else None
+                        raise FollowTimeout(
+                            f"job {job_id} did not finish within {timeout:g}s (last status: {status or 'unknown'})",
+                            last_status=status,
+                        )
+                    wait = min(wait, remaining)
+                try:
+                    msg = await self._next(concerns, timeout=wait, what=f"updates of job {job_id}")
+                except RequestTimeout:
+                    if deadline is not None and loop.time() >= deadline:
+                        continue  # the loop head raises FollowTimeout
+                    last = await catch_up()
+                    if last.status.terminal:
+                        return result(last)
+                    continue
+                except ConnectionLost as exc:
+                    if self._closing:
+                        raise
+                    log.warning("%s; reconnecting to catch up on job %s", exc, job_id)
+                    await self.reconnect()
+                    last = await catch_up()
+                    if last.status.terminal:
+                        return result(last)
+                    continue
+                if isinstance(msg, ErrorMessage):
+                    raise RequestError(msg)  # the caller reports it: not also via on_message
+                if on_message is not None:
+                    on_message(msg)
+                if isinstance(msg, OutputUpdate):
+                    merge([_as_job_output(msg)])
+                elif isinstance(msg, JobUpdate):
+                    last = msg
+                    if msg.status.terminal:
+                        if msg.status is JobStatus.COMPLETED and confirm_outputs:
+                            await self._confirm_outputs(job_id, merge)
+                        return result(msg)
+
+    async def _confirm_outputs(self, job_id: str, merge: Callable[[list[JobOutput]], None]) -> None:
+        try:
+            view = await self.get_job(job_id)
+        except (RequestError, RequestTimeout, ConnectionLost) as exc:
+            # The streamed outputs stand on their own; the check is only a safety net.
+            log.warning("could not confirm the outputs of job %s: %s", job_id, exc)
+            return
+        merge(view.outputs)
+
+
+# --------------------------------------------------------------------------- downloads
+
+_UNSAFE_CHARS = re.compile(r"[^\w.\-+=@,() ]")
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
+
+
+def safe_filename(name: str, default: str = "output") -> str:
+    """The server's file name reduced to one safe path component: no directories, no
+    traversal, no hidden or device names, bounded length, extension kept."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if ch.isprintable())
+    base = _UNSAFE_CHARS.sub("_", base).strip(" .")
+    if not base:
+        return default
+    if _WINDOWS_RESERVED.match(base):
+        base = f"_{base}"
+    if len(base) > MAX_FILENAME_CHARS:
+        stem, ext = os.path.splitext(base)
+        ext = ext[:16]
+        base = stem[: MAX_FILENAME_CHARS - len(ext)] + ext
+    return base
+
+
+def _reserve(dest_dir: Path, name: str) -> Path:
+    """Create an empty file under a name nobody has, so concurrent downloads never overwrite."""
+    stem, ext = os.path.splitext(name)
+    for n in range(10_000):
+        path = dest_dir / (name if n == 0 else f"{stem}-{n}{ext}")
+        try:
+            path.open("xb").close()
+        except FileExistsError:
+            continue
+        return path
+    raise DownloadError(f"{name}: no free file name in {dest_dir}")
+
+
+def _host_of(uri: str) -> str:
+    # Presigned URLs carry a signature in the query: name the host, never the whole URL.
+    return urlsplit(uri).netloc or "?"
+
+
+def _write_inline(value: OutputValue, name: str, dest_dir: Path) -> Path:
+    assert value.data is not None
+    try:
+        payload = base64.b64decode(value.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise DownloadError(f"{name}: the inline data is not valid base64 ({exc})") from None
+    if len(payload) != value.size:
+        raise DownloadError(f"{name}: the inline data is {len(payload)} bytes; the server announced {value.size}")
+    path = _reserve(dest_dir, name)
+    try:
+        path.write_bytes(payload)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _fetch(value: OutputValue, name: str, dest_dir: Path, session: requests.Session | None) -> Path:
+    assert value.uri is not None
+    uri, host = value.uri, _host_of(value.uri)
+    if urlsplit(uri).scheme not in ("http", "https"):
+        raise DownloadError(f"{name}: refusing to fetch a {urlsplit(uri).scheme or 'scheme-less'} URI")
+    sess = session or make_session()
+    # A hidden part file until the size checks out (not mkstemp: its 0600 mode would stick to the
+    # output, unlike the inline path's umask-default files).
+    tmp = dest_dir / f".{name}.{uuid.uuid4().hex[:12]}.part"
+    try:
+        written = 0
+        with tmp.open("xb") as f, sess.get(uri, stream=True) as resp:
+            if resp.status_code != 200:
+                raise DownloadError(f"{name}: HTTP {resp.status_code} from {host}")
+            for chunk in resp.iter_content(DOWNLOAD_CHUNK):
+                written += len(chunk)
+                if written > value.size:
+                    raise DownloadError(f"{name}: {host} sent more than the {value.size} bytes announced")
+                f.write(chunk)
+        if written != value.size:
+            raise DownloadError(f"{name}: got {written} bytes from {host}; the server announced {value.size}")
+        path = _reserve(dest_dir, name)
+        os.replace(tmp, path)
+        return path
+    except requests.RequestException as exc:
+        raise DownloadError(f"{name}: download from {host} failed ({type(exc).__name__})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        if session is None:
+            sess.close()
+
+
+def download_blocking(
+    output: OutputValue | JobOutput | OutputUpdate, dest_dir: str | Path, *, session: requests.Session | None = None
+) -> Path:
+    """Save one output under ``dest_dir`` (created if missing) and return its path.
+
+    Inline base64 ``data`` wins over the ``uri``; the byte count must equal the announced
+    ``size``; the file keeps the server's name, sanitised, with ``-1``, ``-2``, ... added
+    rather than overwriting anything."""
+    value = output if isinstance(output, OutputValue) else output.value
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    name = safe_filename(value.filename)
+    if value.data is not None:
+        return _write_inline(value, name, dest)
+    if not value.uri:
+        raise DownloadError(f"{name}: the output has neither a 'uri' nor inline 'data'")
+    return _fetch(value, name, dest, session)
+
+
+async def download(
+    output: OutputValue | JobOutput | OutputUpdate, dest_dir: str | Path, *, session: requests.Session | None = None
+) -> Path:
+    """``download_blocking`` in a worker thread, so the event loop keeps reading messages."""
+    return await asyncio.to_thread(download_blocking, output, dest_dir, session=session)
