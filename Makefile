@@ -2,12 +2,13 @@
 # Both create or refresh the virtualenv in .venv first.
 SHELL := /bin/bash
 # The Lambda runtime is Python 3.12; use it when the machine has it, else any python3 >= 3.11.
-PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'print(1)' >/dev/null 2>&1 && echo python3.12 || (test -x /root/.pyenv/versions/3.12.1/bin/python3.12 && echo /root/.pyenv/versions/3.12.1/bin/python3.12) || echo python3)
+PYTHON ?= $(shell for p in python3.12 /root/.pyenv/versions/3.12.*/bin/python3.12 python3.11 python3; do \
+	$$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv dev test lint validate build bench clean
+.PHONY: venv browser-deps dev test lint tools bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,14 +21,23 @@ venv: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/comfyroute dev
 
-test: $(STAMP)
+# Chromium (Debian) and playwright for the browser tests; without root on a laptop this may
+# fail, and the browser tests then skip themselves (never in CI, where CI=true).
+browser-deps: $(STAMP)
+	bash .ci/browser-deps.sh || echo "browser test dependencies not installed; browser tests will be skipped"
+
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# cfn-lint, sam validate and sam build, in their own virtualenv (.venv-tools).
+tools:
+	bash .ci/tools.sh
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_convert.py
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) .venv-tools .aws-sam .pytest_cache artifacts

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,15 +104,17 @@ def reset_process_caches() -> None:
     parameters.base.DEFAULT_PROVIDERS.clear()
 
 
-@pytest.fixture
-def stack(plan: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+@contextmanager
+def moto_stack(plan: Any, monkeypatch: pytest.MonkeyPatch, *, execute_state_machine: bool = False) -> Iterator[Stack]:
     """moto with every table, bucket and state machine of template.yaml, and the handlers'
     environment as the template sets it (Management API replaced by a recorder)."""
     from moto import mock_aws
 
+    from comfyroute.push import Pusher
     from comfyroute.service import get_services
+    from comfyroute.statemachine import load_definition
 
-    with mock_aws():
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": execute_state_machine}}):
         env = dict(plan.functions["SubmitFunction"].environment)
         env["POLL_INTERVAL_START_SECONDS"] = "0"
         for key, value in env.items():
@@ -122,22 +125,28 @@ def stack(plan: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3 = boto3.client("s3", region_name="us-east-1")
         for bucket in plan.buckets:
             s3.create_bucket(Bucket=bucket.name)
-        sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        iam_role = "arn:aws:iam::123456789012:role/comfyroute-test-states"
-        from comfyroute.statemachine import load_definition
-
-        for machine in plan.state_machines:
-            sfn.create_state_machine(
-                name=machine.name, definition=load_definition(machine.substitutions), roleArn=iam_role
-            )
+        if not execute_state_machine:
+            # With execution on, the harness creates the machine with its own task ARNs.
+            sfn = boto3.client("stepfunctions", region_name="us-east-1")
+            for machine in plan.state_machines:
+                sfn.create_state_machine(
+                    name=machine.name,
+                    definition=load_definition(machine.substitutions),
+                    roleArn="arn:aws:iam::123456789012:role/comfyroute-test-states",
+                )
         reset_process_caches()
         management = FakeManagementApi()
-        svc = get_services()
-        from comfyroute.push import Pusher
+        get_services()._pusher = Pusher(env["WEBSOCKET_ENDPOINT"], client=management)
+        try:
+            yield Stack(plan=plan, env=env, management=management)
+        finally:
+            reset_process_caches()
 
-        svc._pusher = Pusher(env["WEBSOCKET_ENDPOINT"], client=management)
-        yield Stack(plan=plan, env=env, management=management)
-        reset_process_caches()
+
+@pytest.fixture
+def stack(plan: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with moto_stack(plan, monkeypatch) as s:
+        yield s
 
 
 @pytest.fixture

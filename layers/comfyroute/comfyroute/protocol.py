@@ -113,8 +113,8 @@ class GraphEdge(_Open):
     id: str | None = None
     source: str
     target: str
-    sourceHandle: str | None = None  # noqa: N815 - nodetool's field names
-    targetHandle: str | None = None  # noqa: N815
+    sourceHandle: str | None = None  # nodetool's field names
+    targetHandle: str | None = None
 
     @field_validator("id", "source", "target", mode="before")
     @classmethod
@@ -216,9 +216,7 @@ class Ping(_Model):
     data: Empty = Field(default_factory=Empty)
 
 
-ClientCommand = Annotated[
-    RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping, Field(discriminator="command")
-]
+ClientCommand = Annotated[RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping, Field(discriminator="command")]
 _COMMAND_ADAPTER: TypeAdapter[ClientCommand] = TypeAdapter(ClientCommand)
 COMMANDS: tuple[str, ...] = ("run_job", "cancel_job", "get_job", "list_jobs", "save_workflow", "ping")
 
@@ -318,14 +316,7 @@ class Pong(_Model):
 
 
 ServerMessage = Annotated[
-    JobUpdate
-    | NodeProgress
-    | OutputUpdate
-    | JobMessage
-    | JobList
-    | WorkflowSaved
-    | ErrorMessage
-    | Pong,
+    JobUpdate | NodeProgress | OutputUpdate | JobMessage | JobList | WorkflowSaved | ErrorMessage | Pong,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
@@ -368,7 +359,7 @@ def describe_validation_error(err: ValidationError, *, prefix: tuple[str, ...] =
 def parse_command(body: str | bytes | None, limits: Limits = DEFAULT_LIMITS) -> ClientCommand:
     """The typed client command in a raw frame, or a ``ProtocolError`` naming what is wrong."""
     if body is None or body in ("", b""):
-        raise ProtocolError("empty message: send a JSON object {\"command\": ..., \"data\": {...}}")
+        raise ProtocolError('empty message: send a JSON object {"command": ..., "data": {...}}')
     size = len(body.encode() if isinstance(body, str) else body)
     if size > limits.max_body_bytes:
         raise ProtocolError(
