@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 import responses
-from conftest import Stack, load_event
 from recordings import body, load_bytes, load_recording
+from support import Stack, load_event
 
 from comfyroute import auth
 from comfyroute.service import get_services
