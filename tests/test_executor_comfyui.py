@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 import requests
 import responses
+from recordings import FIXTURES, body, exchange, load_bytes, load_recording
+from responses import matchers
+
 from comfyroute.executors.base import (
     Executor,
     ExecutorRejected,
@@ -17,8 +20,6 @@ from comfyroute.executors.base import (
 )
 from comfyroute.executors.comfyui import ComfyUIExecutor, collect_refs, normalize_address
 from comfyroute.protocol import ExecutorKind, JobStatus
-from recordings import FIXTURES, body, exchange, load_bytes, load_recording
-from responses import matchers
 
 BASE = "http://127.0.0.1:8188"
 SECRET = "cf-secret-7d1e9b0c"

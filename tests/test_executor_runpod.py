@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pytest
 import requests
 import responses
+
 from comfyroute.executors.base import (
     Executor,
     ExecutorError,
