@@ -1,0 +1,375 @@
+"""The web client's ES modules, imported into a real page and exercised directly.
+
+These cover branches the end-to-end tests do not reach through the fakes: every workflow file
+shape, error-text parsing, backoff and URL handling, and output rendering by content type.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import wave
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def modules(browser: Any, static_site: str) -> Iterator[Any]:
+    """call(module, expression, arg): evaluate `expression` with `m` = the imported module.
+
+    One page for the whole module: these tests only call functions, and the one that touches
+    localStorage clears it first."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(static_site + "/index.html")
+
+    def call(module: str, expression: str, arg: Any = None) -> Any:
+        # `m` is the imported module, `arg` the (JSON) argument.
+        return page.evaluate(f"async (arg) => {{ const m = await import('./{module}'); return ({expression}); }}", arg)
+
+    yield call
+    context.close()
+
+
+# --------------------------------------------------------------------------- workflow files
+
+
+def test_workflow_file_shapes(modules: Any) -> None:
+    parse = """(() => {
+        const w = m.parseWorkflowFile(arg.text, arg.name);
+        const n = w.kind === 'graph' ? w.body.nodes.length : Object.keys(w.body).length;
+        return {id: w.id, name: w.name, kind: w.kind, n, settings: w.settings};
+    })()"""
+    graph = {"nodes": [{"id": "1", "type": "comfy.EmptyImage"}], "edges": []}
+    wrapped = {
+        "id": "wf-1",
+        "name": "Mine",
+        "graph": graph,
+        "settings": {"comfy_executor": "runpod", "runpod_endpoint_id": " ep1 "},
+    }
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {}}}
+
+    assert modules("workflows.js", parse, {"text": json.dumps(graph), "name": "My Graph.json"}) == {
+        "id": "my-graph",
+        "name": "My Graph",
+        "kind": "graph",
+        "n": 1,
+        "settings": {},
+    }
+    assert modules("workflows.js", parse, {"text": json.dumps(wrapped), "name": "x.json"}) == {
+        "id": "wf-1",
+        "name": "Mine",
+        "kind": "graph",
+        "n": 1,
+        "settings": {"comfy_executor": "runpod", "runpod_endpoint_id": "ep1"},
+    }
+    assert modules("workflows.js", parse, {"text": json.dumps(prompt), "name": "api.json"})["kind"] == "prompt"
+    # A prompt's node ids are not a workflow id: the file name is.
+    assert modules("workflows.js", parse, {"text": json.dumps(prompt), "name": "api.json"})["id"] == "api"
+    assert (
+        modules("workflows.js", parse, {"text": json.dumps({"prompt": prompt}), "name": "p.json"})["kind"] == "prompt"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{oops", "not valid JSON"),
+        ("[1, 2]", "must contain a JSON object"),
+        ('{"nodes": [{"id": 1}], "links": []}', "Export (API)"),
+        ('{"hello": "world"}', "neither a nodetool graph"),
+        ('{"nodes": [], "edges": []}', "no nodes"),
+    ],
+)
+def test_workflow_file_errors_say_what_is_wrong(modules: Any, text: str, expected: str) -> None:
+    message = modules(
+        "workflows.js",
+        "(() => { try { m.parseWorkflowFile(arg, 'f.json'); return null; } catch (e) { return e.message; } })()",
+        text,
+    )
+    assert message is not None
+    assert expected in message
+
+
+def test_workflow_ids_are_protocol_safe(modules: Any) -> None:
+    ids = modules(
+        "workflows.js",
+        "arg.map(([c, n]) => m.workflowIdFor(c, n))",
+        [["ok-id_1", "ignored"], ["has space", "Über Workflow!"], [None, "---"], [None, ""]],
+    )
+    assert ids[0] == "ok-id_1"
+    assert ids[1] == "ber-workflow"
+    for generated in ids[2:]:
+        assert generated.startswith("wf-")
+        assert len(generated) == 19
+
+
+def test_settings_checks(modules: Any) -> None:
+    problems = modules(
+        "workflows.js",
+        "arg.map((s) => m.settingsProblem(s))",
+        [
+            {"comfy_executor": "local"},
+            {"comfy_executor": "runpod"},
+            {"comfy_executor": "runpod", "runpod_endpoint_id": "bad id/../x"},
+            {"comfy_executor": "runpod", "runpod_endpoint_id": "abc-123_x"},
+        ],
+    )
+    assert problems[0] is None
+    assert "Enter the RunPod endpoint ID" in problems[1]
+    assert "may only contain" in problems[2]
+    assert problems[3] is None
+    wire = modules(
+        "workflows.js",
+        "arg.map((s) => m.wireSettings(s))",
+        [{"comfy_executor": "runpod", "runpod_endpoint_id": ""}, {}],
+    )
+    assert wire == [{"comfy_executor": "runpod"}, {"comfy_executor": "local"}]
+
+
+def test_local_index_survives_and_reports_unsynced(modules: Any) -> None:
+    result = modules(
+        "workflows.js",
+        """(() => {
+            localStorage.clear();
+            const idx = new m.WorkflowIndex(localStorage);
+            idx.put({id: 'b', name: 'Beta', kind: 'prompt', body: {'1': {class_type: 'X', inputs: {}}},
+                     settings: {comfy_executor: 'runpod', runpod_endpoint_id: 'ep'}}, {synced: false});
+            const graph = {nodes: [{id: '1', type: 'comfy.X'}], edges: []};
+            idx.put({id: 'a', name: 'Alpha', kind: 'graph', body: graph}, {synced: true});
+            const again = new m.WorkflowIndex(localStorage);
+            const unsynced = again.unsynced().map((e) => e.id);
+            again.markSynced('b');
+            return {names: again.list().map((e) => e.name), unsynced, after: again.unsynced().length,
+                    b: again.get('b').settings, kind: again.get('a').kind, missing: again.get('zzz')};
+        })()""",
+    )
+    assert result == {
+        "names": ["Alpha", "Beta"],
+        "unsynced": ["b"],
+        "after": 0,
+        "b": {"comfy_executor": "runpod", "runpod_endpoint_id": "ep"},
+        "kind": "graph",
+        "missing": None,
+    }
+
+
+# --------------------------------------------------------------------------- errors, jobs
+
+
+def test_validation_errors_become_one_item_per_node(modules: Any) -> None:
+    text = (
+        "ComfyUI rejected the prompt (400): Prompt outputs failed validation: "
+        "node 1 (EmptyImage): Value 0 smaller than min of 1: width; "
+        "node 4 (ImageInvert): Required input is missing: image"
+    )
+    parsed = modules("jobs.js", "m.parseErrorText(arg)", text)
+    assert parsed == {
+        "summary": "ComfyUI rejected the prompt (400): Prompt outputs failed validation",
+        "items": [
+            {"nodeId": "1", "nodeClass": "EmptyImage", "message": "Value 0 smaller than min of 1: width"},
+            {"nodeId": "4", "nodeClass": "ImageInvert", "message": "Required input is missing: image"},
+        ],
+    }
+    newline = modules("jobs.js", "m.parseErrorText(arg)", "node 2 (A): bad\nnode 3: worse")
+    assert [i["nodeId"] for i in newline["items"]] == ["2", "3"]
+    plain = modules("jobs.js", "m.parseErrorText(arg)", "ComfyUI node 3 (ImageBlur) failed: RuntimeError: boom")
+    assert plain == {"summary": "ComfyUI node 3 (ImageBlur) failed: RuntimeError: boom", "items": []}
+
+
+def test_job_state_from_messages(modules: Any) -> None:
+    result = modules(
+        "jobs.js",
+        """(() => {
+            const jobs = new Map();
+            const out = {node_id: '3', node_name: 'SaveImage', output_name: 'images', output_type: 'image',
+                         value: {filename: 'a.png', content_type: 'image/png', size: 1}};
+            const steps = [
+                m.applyMessage(jobs, {type: 'job_update', job_id: 'j', status: 'queued', executor: 'runpod'}),
+                m.applyMessage(jobs, {type: 'node_progress', job_id: 'j', node_id: '2', progress: 5, total: 20}),
+                m.applyMessage(jobs, {type: 'output_update', job_id: 'j', ...out}),
+                m.applyMessage(jobs, {type: 'output_update', job_id: 'j', ...out}),
+            ];
+            const mid = {status: jobs.get('j').status, overall: m.overallProgress(jobs.get('j'))};
+            const view = {job_id: 'j', status: 'completed', created_at: 100, updated_at: 103.5, outputs: [out]};
+            m.applyMessage(jobs, {type: 'job', job: view});
+            const j = jobs.get('j');
+            return {steps: steps.map((s) => s.changed), mid, status: j.status, outputs: j.outputs.length,
+                    overall: m.overallProgress(j), elapsed: m.elapsedSeconds(j, 0), executor: j.executor};
+        })()""",
+    )
+    assert result == {
+        "steps": ["status", "progress", "output", "output"],
+        "mid": {"status": "running", "overall": 0.25},
+        "status": "completed",
+        "outputs": 1,  # the same output twice (push + catch-up) is shown once
+        "overall": 1,
+        "elapsed": 3.5,
+        "executor": "runpod",
+    }
+
+
+def test_durations_read_well(modules: Any) -> None:
+    assert modules("jobs.js", "arg.map((s) => m.formatDuration(s))", [0.25, 59.94, 65, 3725, None]) == [
+        "0.3 s",
+        "59.9 s",
+        "1 min 05 s",
+        "1 h 02 min",
+        "—",
+    ]
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def test_backoff_doubles_with_jitter_and_is_capped(modules: Any) -> None:
+    delays = modules(
+        "connection.js",
+        "[0, 1, 2, 3, 10, 50].map((a) => [0, 0.999999].map((r) => m.backoffDelay(a, m.BACKOFF, () => r)))",
+    )
+    lows = [d[0] for d in delays]
+    highs = [d[1] for d in delays]
+    assert lows == [250, 500, 1000, 2000, 7500, 7500]
+    assert highs == [500, 1000, 2000, 4000, 15000, 15000]
+
+
+def test_socket_url(modules: Any) -> None:
+    urls = modules(
+        "connection.js",
+        "arg.map((u) => { try { return m.socketUrl(u, 't k&n'); } catch (e) { return 'ERR ' + e.message; } })",
+        ["ws://127.0.0.1:3001/", "https://abc.execute-api.us-east-1.amazonaws.com/prod", "ftp://x", "nonsense"],
+    )
+    assert urls[0] == "ws://127.0.0.1:3001/?token=t+k%26n"
+    assert urls[1] == "wss://abc.execute-api.us-east-1.amazonaws.com/prod?token=t+k%26n"
+    assert urls[2].startswith("ERR ")
+    assert "ws://" in urls[2]
+    assert urls[3].startswith("ERR ")
+    assert "not a URL" in urls[3]
+    defaults = modules(
+        "connection.js",
+        "arg.map((l) => m.defaultSocketUrl(l))",
+        [
+            {"protocol": "https:", "host": "app.example.com"},
+            {"protocol": "http:", "host": "127.0.0.1:3001"},
+            {"protocol": "file:", "host": ""},
+        ],
+    )
+    assert defaults == ["wss://app.example.com/", "ws://127.0.0.1:3001/", "ws://127.0.0.1:3001/"]
+
+
+# --------------------------------------------------------------------------- output rendering
+
+
+def _silent_wav() -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 80)
+    return buf.getvalue()
+
+
+WAV = base64.b64encode(_silent_wav()).decode()
+
+
+def test_outputs_render_by_content_type_with_download_links(modules: Any) -> None:
+    outputs = [
+        {
+            "node_id": "9",
+            "node_name": "SaveAudio",
+            "output_name": "audio",
+            "output_type": "audio",
+            "value": {"filename": "a.wav", "content_type": "audio/wav", "size": len(_silent_wav()), "data": WAV},
+        },
+        {
+            "node_id": "8",
+            "node_name": "SaveVideo",
+            "output_name": "video",
+            "output_type": "video",
+            "value": {"filename": "v.mp4", "content_type": "video/mp4", "size": 10, "uri": "http://127.0.0.1:9/v.mp4"},
+        },
+        {
+            "node_id": "7",
+            "node_name": "ShowText",
+            "output_name": "text",
+            "output_type": "text",
+            "value": {
+                "filename": "t.txt",
+                "content_type": "text/plain",
+                "size": 11,
+                "data": base64.b64encode("héllo <b>x</b>".encode()).decode(),
+            },
+        },
+        {
+            "node_id": "6",
+            "node_name": "SaveLatent",
+            "output_name": "latents",
+            "output_type": "latent",
+            "value": {
+                "filename": "l.latent",
+                "content_type": "application/octet-stream",
+                "size": 5,
+                "uri": "javascript:alert(1)",
+            },
+        },
+    ]
+    result = modules(
+        "render.js",
+        """(async () => {
+            const box = document.createElement('div');
+            document.body.append(box);
+            m.renderOutputs(box, arg);
+            await new Promise((r) => setTimeout(r, 50));  // text is filled in asynchronously
+            return [...box.querySelectorAll('figure')].map((f) => ({
+                kind: f.dataset.kind,
+                media: (f.querySelector('img, video, audio, pre') || {}).tagName || null,
+                src: (f.querySelector('video, audio') || {}).src || null,
+                text: (f.querySelector('pre') || {}).textContent || null,
+                bold: f.querySelectorAll('b').length,
+                href: (f.querySelector('a.download') || {}).href || null,
+                download: (f.querySelector('a.download') || {}).download || null,
+            }));
+        })()""",
+        outputs,
+    )
+    audio, video, text, latent = result
+    assert audio["kind"] == "audio"
+    assert audio["media"] == "AUDIO"
+    assert audio["src"].startswith("data:audio/wav;base64,")
+    assert audio["href"] == audio["src"]
+    assert video["kind"] == "video"
+    assert video["media"] == "VIDEO"
+    assert video["src"] == "http://127.0.0.1:9/v.mp4"
+    assert video["download"] == "v.mp4"
+    assert text["kind"] == "text"
+    assert text["text"] == "héllo <b>x</b>"
+    assert text["bold"] == 0
+    # A URL that is not http(s)/data/blob is neither loaded nor linked.
+    assert latent["kind"] == "file"
+    assert latent["href"] is None
+
+
+def test_outputs_are_not_redrawn_when_unchanged(modules: Any) -> None:
+    """Progress messages re-render the job; a playing video or loaded image must survive that."""
+    same, redrawn = modules(
+        "render.js",
+        """(() => {
+            const box = document.createElement('div');
+            const out = (name) => ({node_id: '3', node_name: 'SaveImage', output_name: 'images', output_type: 'image',
+                value: {filename: name, content_type: 'image/png', size: 1, uri: 'http://127.0.0.1:9/' + name}});
+            m.renderOutputs(box, [out('a.png')], 'No outputs yet.', 'j1');
+            const first = box.querySelector('img');
+            m.renderOutputs(box, [out('a.png')], 'No outputs yet.', 'j1');
+            const same = box.querySelector('img') === first;
+            m.renderOutputs(box, [out('a.png'), out('b.png')], 'No outputs yet.', 'j1');
+            return [same, box.querySelectorAll('img').length];
+        })()""",
+    )
+    assert same is True
+    assert redrawn == 2
