@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -353,6 +354,10 @@ def _finish(
 
 
 def _count(name: str, **dimensions: str) -> None:
+    # One metric with its own dimensions (executor, status). single_metric flushes at once and,
+    # unlike Metrics, does not read POWERTOOLS_METRICS_DISABLED, so honour it here (dev sets it).
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"):
+        return
     with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as m:
         for key, value in dimensions.items():
             m.add_dimension(name=key, value=value)
