@@ -29,24 +29,22 @@ import copy
 import json
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
 from unittest import mock
 
 import boto3
-from moto.awslambda.models import LambdaBackend
-from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import default_user_config
 from moto.core.models import botocore_stubber
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
+from comfyroute.dev.lambdas import FunctionRegistry, InProcessFunction, function_name_of, patch_moto_invoke
 from comfyroute.statemachine import load_definition, placeholders
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,23 +54,6 @@ ACCOUNT_ID = "123456789012"
 
 TaskHandler = Callable[[dict[str, Any], Any], Any]
 _FINISHED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes of the Lambda context object that handlers and Powertools read."""
-
-    function_name: str
-    invoked_function_arn: str
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    memory_limit_in_mb: int = 256
-    function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/harness"
-    log_stream_name: str = "harness"
-    timeout_ms: int = 60_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
 
 
 @dataclass(frozen=True)
@@ -86,13 +67,6 @@ def function_arn(key: str, region: str = "us-east-1", account_id: str = ACCOUNT_
     """A stable fake Lambda ARN for a substitution key: PollFunctionArn -> ...:function:harness-poll."""
     short = key.removesuffix("FunctionArn").lower() or key.lower()
     return f"arn:aws:lambda:{region}:{account_id}:function:harness-{short}"
-
-
-def _function_name(name_or_arn: str) -> str:
-    # Lambda accepts a name, a full ARN or a partial ARN; ":function:NAME[:QUALIFIER]".
-    if ":function:" in name_or_arn:
-        return name_or_arn.split(":function:", 1)[1].split(":", 1)[0]
-    return name_or_arn
 
 
 class StateMachineHarness:
@@ -123,7 +97,16 @@ class StateMachineHarness:
         self.substitutions = subs
         self.definition = load_definition(subs, self.definition_path)
         # function name -> task key, for dispatch.
-        self._by_function = {_function_name(subs[k]): k for k in self._tasks}
+        self._registry = FunctionRegistry()
+        for key, handler in self._tasks.items():
+            self._registry.add(
+                InProcessFunction(
+                    name=function_name_of(subs[key]),
+                    handler=self._recording(key, handler),
+                    arn=subs[key],
+                    timeout_seconds=60,
+                )
+            )
         self._lock = threading.Lock()
         self._calls: list[Invocation] = []
         self.waits: list[int] = []
@@ -166,29 +149,8 @@ class StateMachineHarness:
         self._stack.close()
 
     def _patch_moto(self) -> None:
-        harness = self
-
-        def make_invoke(original: Callable[..., Any]) -> Callable[..., Any]:
-            def invoke(
-                backend: LambdaBackend,
-                function_name: str,
-                qualifier: str | None,
-                body: Any,
-                headers: Any,
-                response_headers: dict[str, str],
-            ) -> str | bytes | None:
-                key = harness._by_function.get(_function_name(function_name))
-                if key is None:
-                    return original(backend, function_name, qualifier, body, headers, response_headers)
-                payload = harness._dispatch(key, function_name, body, response_headers)
-                response_headers["Content-Length"] = str(len(payload))
-                return payload
-
-            return invoke
-
-        # LambdaSimpleBackend overrides invoke, so each class gets its own wrapper.
-        for cls in (LambdaBackend, LambdaSimpleBackend):
-            self._stack.enter_context(mock.patch.object(cls, "invoke", make_invoke(cls.invoke)))
+        # The same Lambda dispatch the dev stack uses: comfyroute.dev.lambdas.
+        self._stack.enter_context(patch_moto_invoke(self._registry))
 
         def no_wait(_self: WaitFunction, env: Any, wait_seconds: int) -> None:
             self.waits.append(wait_seconds)
@@ -202,32 +164,23 @@ class StateMachineHarness:
 
     # -- Lambda dispatch ---------------------------------------------------------------------
 
-    def _dispatch(self, key: str, function_name: str, body: Any, response_headers: dict[str, str]) -> bytes:
-        raw = body.decode("utf-8") if isinstance(body, bytes) else (body or "{}")
-        event = json.loads(raw) if raw else {}
-        handler = self._tasks[key]
-        context = FakeLambdaContext(
-            function_name=_function_name(function_name), invoked_function_arn=self.substitutions[key]
-        )
-        try:
-            result = handler(copy.deepcopy(event), context)
-            payload = json.dumps(result).encode("utf-8")
-            error_type = None
-        except Exception as exc:
-            error_type = type(exc).__name__
-            # The Python runtime's shape for an unhandled error; Step Functions reads errorType.
-            response_headers["x-amz-function-error"] = "Unhandled"
-            payload = json.dumps(
-                {
-                    "errorMessage": str(exc),
-                    "errorType": error_type,
-                    "requestId": context.aws_request_id,
-                    "stackTrace": traceback.format_tb(exc.__traceback__),
-                }
-            ).encode("utf-8")
+    def _recording(self, key: str, handler: TaskHandler) -> TaskHandler:
+        """``handler`` that also records what it received and whether it raised."""
+
+        def record(event: dict[str, Any], context: Any) -> Any:
+            try:
+                result = handler(event, context)
+            except Exception as exc:
+                self._record(Invocation(task=key, payload=copy.deepcopy(event), error=type(exc).__name__))
+                raise
+            self._record(Invocation(task=key, payload=copy.deepcopy(event), error=None))
+            return result
+
+        return record
+
+    def _record(self, invocation: Invocation) -> None:
         with self._lock:
-            self._calls.append(Invocation(task=key, payload=event, error=error_type))
-        return payload
+            self._calls.append(invocation)
 
     # -- the API tests use -------------------------------------------------------------------
 
