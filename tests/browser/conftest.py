@@ -64,12 +64,18 @@ def _browser_available() -> None:
 
 
 @pytest.fixture(scope="session")
-def browser(_browser_available: None) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
+def _fresh_artifacts() -> None:
     # Failure artifacts of an earlier run would read as failures of this one.
     for stale in ARTIFACTS.glob("FAILED-*"):
         stale.unlink()
+
+
+# Module scope, not session: playwright's sync API keeps an asyncio loop running in this
+# thread while it is open, and the asyncio tests in other files need it closed.
+@pytest.fixture(scope="module")
+def browser(_browser_available: None, _fresh_artifacts: None) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
