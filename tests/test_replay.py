@@ -493,3 +493,63 @@ def test_a_command_on_the_wrong_route_is_refused(stack, lambda_context):
     invoke(stack, "SubmitFunction", event, lambda_context)
     (error,) = pushed(stack, "error")
     assert error["code"] == "misrouted"
+
+
+# --------------------------------------------------------------------------- nothing is lost
+
+
+def _stranded(job_id: str, **fields: Any) -> None:
+    """A job record as a submit that died half-way leaves it: queued, no poll loop."""
+    from comfyroute.protocol import ExecutorKind
+    from comfyroute.store import JobRecord
+
+    get_services().jobs.create(
+        JobRecord(
+            job_id=job_id,
+            user_id="alice",
+            connection_id=CONN,
+            executor=ExecutorKind.LOCAL,
+            created_at=1.0,
+            updated_at=1.0,
+            deadline=10**10,
+            **fields,
+        )
+    )
+
+
+def test_resend_of_a_job_whose_submit_died_after_the_executor_took_it_starts_its_loop(stack, lambda_context):
+    connect(stack)
+    _stranded("job-replay-1", executor_job_id="job-replay-1")
+    invoke(stack, "SubmitFunction", "run_job", lambda_context)
+    job = _job("job-replay-1")
+    assert job["status"] == "queued"
+    assert job["execution_arn"].endswith(":job-replay-1")
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    assert sfn.describe_execution(executionArn=job["execution_arn"])["status"] == "RUNNING"
+
+
+def test_resend_of_a_job_whose_submit_died_before_the_executor_fails_it(stack, lambda_context):
+    connect(stack)
+    _stranded("job-replay-1")
+    invoke(stack, "SubmitFunction", "run_job", lambda_context)
+    job = _job("job-replay-1")
+    assert job["status"] == "failed"
+    assert "interrupted" in job["error"]
+    assert pushed(stack, "job_update")[-1]["status"] == "failed"
+
+
+def test_an_unexpected_error_in_submit_fails_the_job_and_tells_the_client(stack, lambda_context, monkeypatch):
+    connect(stack)
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(get_services(), "executor_for", broken)
+    assert invoke(stack, "SubmitFunction", "run_job", lambda_context) == {"statusCode": 200}
+    job = _job("job-replay-1")
+    assert job["status"] == "failed"
+    assert "internal error" in job["error"]
+    (error,) = pushed(stack, "error")
+    assert error["code"] == "internal"
+    assert error["request"] == "run_job"
+    assert "bug" not in error["message"]

@@ -236,6 +236,10 @@ def run_job(svc: Services, caller: Caller, data: RunJobData) -> None:
             ),
         )
         return
+    except Exception:
+        # Unexpected (an AWS outage, a bug): never leave an accepted job queued with no loop.
+        _fail_if_stranded(svc, prepared.job_id, "the job could not be started (internal error); run it again")
+        raise
     job = svc.jobs.get(prepared.job_id)
     if job is None:  # pragma: no cover - start_job always records the job
         raise RuntimeError(f"job {prepared.job_id} was not recorded")
@@ -282,7 +286,15 @@ def _start_job(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
     except JobExists as exc:
         if exc.record.user_id != user_id:
             raise JobOwnedByAnother(prepared.job_id) from None
-        return {"job_id": prepared.job_id, "status": exc.record.status.value}
+        # A resend after the first attempt died half-way (its idempotency record expired):
+        # finish what it started, so the job still reaches a terminal state.
+        if not exc.record.status.terminal and exc.record.execution_arn is None:
+            if exc.record.executor_job_id:
+                svc.jobs.update(prepared.job_id, execution_arn=_start_execution(svc, prepared.job_id))
+            else:
+                _fail_if_stranded(svc, prepared.job_id, "the submission was interrupted; run it again")
+        fresh = svc.jobs.get(prepared.job_id) or exc.record
+        return {"job_id": prepared.job_id, "status": fresh.status.value}
     _count("JobsSubmitted", executor=prepared.executor.value)
     if prepared.error or prepared.prompt is None:
         return _fail(svc, record, prepared.error or "nothing to run")
@@ -291,12 +303,16 @@ def _start_job(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
         executor_job_id = executor.submit(prepared.prompt, prepared.job_id)
     except (ExecutorError, CredentialsError, ValueError) as exc:
         return _fail(svc, record, f"{prepared.executor.value} executor refused the job: {exc}")
-    svc.jobs.update(
+    if not svc.jobs.update(
         prepared.job_id,
         executor_job_id=executor_job_id,
         message=f"submitted to the {prepared.executor.value} executor",
         only_if_active=True,
-    )
+    ):
+        # Cancelled while the executor was accepting it: that cancel had no executor id to stop,
+        # so stop the executor's copy here rather than leave it running with nobody watching.
+        _cancel_quietly(executor, executor_job_id)
+        return {"job_id": prepared.job_id, "status": _current_status(svc, record).value}
     try:
         arn = _start_execution(svc, prepared.job_id)
     except ClientError as exc:
@@ -305,6 +321,17 @@ def _start_job(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
         return _fail(svc, record, f"could not start the job's poll loop ({code})")
     svc.jobs.update(prepared.job_id, execution_arn=arn)
     return {"job_id": prepared.job_id, "status": JobStatus.QUEUED.value}
+
+
+def _fail_if_stranded(svc: Services, job_id: str, error: str) -> None:
+    """Mark a job failed when it is active but has no poll loop (best effort: this runs
+    while something else already went wrong)."""
+    try:
+        job = svc.jobs.get(job_id)
+        if job is not None and not job.status.terminal and job.execution_arn is None:
+            _fail(svc, job, error)
+    except Exception:
+        logger.exception("could not mark a stranded job failed")
 
 
 def _start_execution(svc: Services, job_id: str) -> str:
@@ -391,12 +418,7 @@ def cancel_job(svc: Services, caller: Caller, job_id: str) -> None:
     if job is None:
         return
     if not job.status.terminal:
-        if job.executor_job_id:
-            try:
-                executor = svc.executor_for(job.executor, job.user_id, job.endpoint_id)
-                _cancel_quietly(executor, job.executor_job_id)
-            except (CredentialsError, ExecutorError, ValueError) as exc:
-                logger.warning("could not build executor to cancel", extra={"error": str(exc)})
+        _cancel_on_executor(svc, job, job.executor_job_id)
         if job.execution_arn:
             try:
                 aws.stepfunctions().stop_execution(executionArn=job.execution_arn, cause="cancelled by the user")
@@ -404,8 +426,23 @@ def cancel_job(svc: Services, caller: Caller, job_id: str) -> None:
                 if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
                     raise
         _finish(svc, job, JobStatus.CANCELLED, message="cancelled by the user")
+        fresh = svc.jobs.get(job_id)
+        if fresh is not None and fresh.executor_job_id and fresh.executor_job_id != job.executor_job_id:
+            # run_job recorded its executor id after we read the job (a cancel sent right after
+            # run_job): stop that one too. A record made after _finish is handled by _start_job.
+            _cancel_on_executor(svc, fresh, fresh.executor_job_id)
     job = svc.jobs.get(job_id) or job
     svc.reply(caller, jobstate.job_update(job))
+
+
+def _cancel_on_executor(svc: Services, job: JobRecord, executor_job_id: str | None) -> None:
+    if not executor_job_id:
+        return
+    try:
+        executor = svc.executor_for(job.executor, job.user_id, job.endpoint_id)
+        _cancel_quietly(executor, executor_job_id)
+    except (CredentialsError, ExecutorError, ValueError) as exc:
+        logger.warning("could not build executor to cancel", extra={"error": str(exc)})
 
 
 def job_output(svc: Services, stored: StoredOutput) -> JobOutput:
