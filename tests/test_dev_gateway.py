@@ -446,3 +446,24 @@ def test_policy_allows_needs_a_matching_allow_and_no_deny() -> None:
     assert not policy_allows(policy(allow_all, deny_this), arn)
     assert not policy_allows(policy(allow_other), arn)
     assert not policy_allows(policy(), arn)
+
+
+def test_handshake_before_ready_is_503_starting_and_healthz_says_so(recorder: Recorder) -> None:
+    import requests
+    from websockets.exceptions import InvalidStatus
+
+    gw = Gateway({}, recorder.authorizer, GatewayConfig(), ready=False)
+    gw.start("127.0.0.1", 0)
+    try:
+        health = requests.get(f"{gw.http_url}/healthz", timeout=TIMEOUT)
+        assert health.status_code == 503
+        assert health.json()["status"] == "starting"
+        with pytest.raises(InvalidStatus) as err:
+            open_ws(gw)
+        assert err.value.response.status_code == 503
+        assert recorder.authorizer_events.empty()  # refused before any handler ran
+        gw.ready.set()
+        assert requests.get(f"{gw.http_url}/healthz", timeout=TIMEOUT).status_code == 200
+        open_ws(gw).close()
+    finally:
+        gw.stop()

@@ -88,3 +88,11 @@ def test_job_update_and_progress_messages():
 def test_duration_of_finished_job_is_fixed():
     job = _job(status=JobStatus.COMPLETED, finished_at=112.5)
     assert job.duration == 12.5
+
+
+def test_status_message_prefers_the_executors_then_the_queue_position():
+    queued = ExecutorStatus(state=JobStatus.QUEUED, queue_position=0)
+    assert jobstate.status_message(queued, ExecutorKind.LOCAL) == "waiting in the local executor's queue (position 1)"
+    said = ExecutorStatus(state=JobStatus.RUNNING, message="worker warming up")
+    assert jobstate.status_message(said, ExecutorKind.RUNPOD) == "worker warming up"
+    assert jobstate.status_message(ExecutorStatus(state=JobStatus.RUNNING), ExecutorKind.LOCAL) is None

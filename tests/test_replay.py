@@ -335,6 +335,7 @@ def test_poll_while_queued_then_completed_stores_outputs_once(stack, lambda_cont
         json={"queue_running": [], "queue_pending": [[3, "job-replay-1", {}, {}, ["3"]]]},
     )
     first = invoke(stack, "PollFunction", "poll", lambda_context)
+    assert _job("job-replay-1")["message"] == "waiting in the local executor's queue (position 1)"
     assert first == {
         "job_id": "job-replay-1",
         "polls": 1,
@@ -359,6 +360,8 @@ def test_poll_while_queued_then_completed_stores_outputs_once(stack, lambda_cont
     bucket = stack.plan.buckets[0].name
     assert s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read() == PNG
     # A retried poll (Step Functions Retry) neither duplicates outputs nor reopens the job.
+    # "submitted to ..." described the queued job; a finished one carries no stale message.
+    assert "message" not in job
     again = invoke(stack, "PollFunction", {"job_id": "job-replay-1", "polls": 2}, lambda_context)
     assert again["done"] is True
     assert len(_job("job-replay-1")["outputs"]) == 1

@@ -229,6 +229,10 @@ def _concerns_job(msg: ServerMessage, job_id: str) -> bool:
     if isinstance(msg, JobUpdate | NodeProgress | OutputUpdate):
         return msg.job_id == job_id
     if isinstance(msg, ErrorMessage):
+        if msg.code == "in_progress":
+            # A resent run_job while the first is still being submitted: the job goes on and
+            # the first request's answer follows (the web client reads it the same way).
+            return False
         if msg.job_id == job_id:
             return msg.request in (None, "run_job")
         return msg.job_id is None and msg.request == "run_job"

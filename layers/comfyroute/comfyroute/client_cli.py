@@ -577,7 +577,7 @@ def format_job(view: JobView) -> str:
         rows.append(("error", view.error))
     if view.message:
         rows.append(("message", view.message))
-    rows.append(("outputs", str(len(view.outputs))))
+    rows.append(("outputs", str(view.output_count)))
     lines = [f"{label:<9} {value}" for label, value in rows]
     lines += [
         f"  {o.node_id}.{o.output_name}  {o.value.filename}  {o.value.content_type}  {o.value.size} bytes"
@@ -602,7 +602,7 @@ def print_jobs_table(views: list[JobView], stream: TextIO) -> None:
             v.workflow_id or "-",
             _when(v.created_at),
             _duration(v),
-            str(len(v.outputs)),
+            str(v.output_count),
         )
     # Off a terminal nothing should wrap or be cut: scripts read this.
     width = None if stream.isatty() else 1000

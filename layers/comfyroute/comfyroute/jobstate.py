@@ -9,10 +9,14 @@ import json
 from typing import Any
 
 from comfyroute.executors.base import ExecutorStatus
-from comfyroute.protocol import JobStatus, JobUpdate, JobView, NodeProgress
+from comfyroute.protocol import ExecutorKind, JobStatus, JobUpdate, JobView, NodeProgress
 from comfyroute.store import JobRecord, StoredProgress
 
 MAX_ERROR_CHARS = 2000
+NO_OUTPUTS_MESSAGE = (
+    "completed without output files (outputs that stream over ComfyUI's websocket, "
+    "such as SaveImageWebsocket, are not kept)"
+)
 
 
 def next_wait(polls: int, start: int, cap: int) -> int:
@@ -40,6 +44,16 @@ def changed(job: JobRecord, status: ExecutorStatus) -> bool:
     if status.queue_position != job.queue_position:
         return True
     return progress_of(status) != job.progress
+
+
+def status_message(status: ExecutorStatus, executor: ExecutorKind) -> str | None:
+    """What to tell the client about a job still on its executor."""
+    if status.message:
+        return status.message
+    if status.state is JobStatus.QUEUED and status.queue_position is not None:
+        # queue_position counts pending prompts before ours from 0: position 1 runs next.
+        return f"waiting in the {executor.value} executor's queue (position {status.queue_position + 1})"
+    return None
 
 
 def describe_failure(failure: dict[str, Any] | None) -> str:
@@ -103,6 +117,7 @@ def job_view(job: JobRecord, outputs: list[Any] | None = None) -> JobView:
         updated_at=job.updated_at,
         duration=job.duration,
         outputs=outputs or [],
+        output_count=len(job.outputs),
     )
 
 

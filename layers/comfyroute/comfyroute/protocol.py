@@ -284,6 +284,8 @@ class JobView(_Model):
     updated_at: float
     duration: float | None = None
     outputs: list[JobOutput] = Field(default_factory=list)
+    # How many outputs the job has; job_list leaves `outputs` out to stay small.
+    output_count: int = 0
 
 
 class JobMessage(_Model):

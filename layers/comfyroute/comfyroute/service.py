@@ -138,7 +138,7 @@ class Services:
             persistence = DynamoDBPersistenceLayer(table_name=self.config.idempotency_table)
             self._start_job = idempotent_function(
                 data_keyword_argument="request", persistence_store=persistence, config=self.idempotency
-            )(lambda request: _start_job(self, request))
+            )(lambda request: {"connection_id": request["connection_id"], **_start_job(self, request)})
         return self._start_job
 
 
@@ -213,7 +213,7 @@ def run_job(svc: Services, caller: Caller, data: RunJobData) -> None:
     logger.append_keys(job_id=prepared.job_id)
     request = {"user_id": caller.user_id, "connection_id": caller.connection_id, **prepared.model_dump(mode="json")}
     try:
-        svc.start_job(request=request)
+        started = svc.start_job(request=request)
     except IdempotencyAlreadyInProgressError:
         svc.reply(
             caller,
@@ -243,8 +243,12 @@ def run_job(svc: Services, caller: Caller, data: RunJobData) -> None:
     job = svc.jobs.get(prepared.job_id)
     if job is None:  # pragma: no cover - start_job always records the job
         raise RuntimeError(f"job {prepared.job_id} was not recorded")
-    if job.connection_id != caller.connection_id and not job.status.terminal:
-        # A resend from a new connection (client reconnected): follow the job there.
+    # ``started`` names the connection whose run_job started the job (a replay returns the first
+    # answer). Only a resend from another connection (client reconnected) moves the job's pushes
+    # here; the starting request must not take them back from a connection that has since
+    # asked for the job with get_job while this request was still submitting.
+    resent = started.get("connection_id") != caller.connection_id
+    if resent and job.connection_id != caller.connection_id and not job.status.terminal:
         svc.jobs.update(job.job_id, connection_id=caller.connection_id, only_if_active=True)
     messages: list[BaseModel] = [jobstate.job_update(job)]
     if job.status is JobStatus.FAILED and job.error:
@@ -294,7 +298,7 @@ def _start_job(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
             else:
                 _fail_if_stranded(svc, prepared.job_id, "the submission was interrupted; run it again")
         fresh = svc.jobs.get(prepared.job_id) or exc.record
-        return {"job_id": prepared.job_id, "status": fresh.status.value}
+        return {"job_id": prepared.job_id, "status": fresh.status.value, "connection_id": fresh.connection_id}
     _count("JobsSubmitted", executor=prepared.executor.value)
     if prepared.error or prepared.prompt is None:
         return _fail(svc, record, prepared.error or "nothing to run")
@@ -365,13 +369,17 @@ def _finish(
     polls: int | None = None,
 ) -> bool:
     fields: dict[str, Any] = {"status": status.value, "finished_at": time.time()}
+    remove = ["progress", "queue_position"]
     if error:
         fields["error"] = error
+    # A message describes the current state only; an old one ("submitted to ...") must go.
     if message:
         fields["message"] = message
+    else:
+        remove.append("message")
     if outputs is not None:
         fields["outputs"] = outputs
-    done = svc.jobs.update(job.job_id, only_if_active=True, remove=("progress", "queue_position"), **fields)
+    done = svc.jobs.update(job.job_id, only_if_active=True, remove=tuple(remove), **fields)
     if done:
         _count("JobsFinished", executor=job.executor.value, status=status.value)
         if polls is not None:
@@ -417,32 +425,26 @@ def cancel_job(svc: Services, caller: Caller, job_id: str) -> None:
     job = _owned_job(svc, caller, job_id, "cancel_job")
     if job is None:
         return
-    if not job.status.terminal:
-        _cancel_on_executor(svc, job, job.executor_job_id)
+    # Record the cancel first: a poll that looks while the executor is dropping the prompt
+    # would otherwise see it vanish and record the job as lost instead of cancelled.
+    if not job.status.terminal and _finish(svc, job, JobStatus.CANCELLED, message="cancelled by the user"):
+        # Read again: run_job may have recorded the executor's id since we looked (a cancel sent
+        # right after run_job); an id recorded after _finish is stopped by _start_job itself.
+        job = svc.jobs.get(job_id) or job
+        if job.executor_job_id:
+            try:
+                executor = svc.executor_for(job.executor, job.user_id, job.endpoint_id)
+                _cancel_quietly(executor, job.executor_job_id)
+            except (CredentialsError, ExecutorError, ValueError) as exc:
+                logger.warning("could not build executor to cancel", extra={"error": str(exc)})
         if job.execution_arn:
             try:
                 aws.stepfunctions().stop_execution(executionArn=job.execution_arn, cause="cancelled by the user")
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
                     raise
-        _finish(svc, job, JobStatus.CANCELLED, message="cancelled by the user")
-        fresh = svc.jobs.get(job_id)
-        if fresh is not None and fresh.executor_job_id and fresh.executor_job_id != job.executor_job_id:
-            # run_job recorded its executor id after we read the job (a cancel sent right after
-            # run_job): stop that one too. A record made after _finish is handled by _start_job.
-            _cancel_on_executor(svc, fresh, fresh.executor_job_id)
     job = svc.jobs.get(job_id) or job
     svc.reply(caller, jobstate.job_update(job))
-
-
-def _cancel_on_executor(svc: Services, job: JobRecord, executor_job_id: str | None) -> None:
-    if not executor_job_id:
-        return
-    try:
-        executor = svc.executor_for(job.executor, job.user_id, job.endpoint_id)
-        _cancel_quietly(executor, executor_job_id)
-    except (CredentialsError, ExecutorError, ValueError) as exc:
-        logger.warning("could not build executor to cancel", extra={"error": str(exc)})
 
 
 def job_output(svc: Services, stored: StoredOutput) -> JobOutput:
@@ -472,7 +474,7 @@ def get_job(svc: Services, caller: Caller, job_id: str) -> None:
 
 def list_jobs(svc: Services, caller: Caller, limit: int) -> None:
     jobs = svc.jobs.list_by_user(caller.user_id, limit)
-    # The list stays small: no presigned URLs here, get_job gives those.
+    # The list stays small: no presigned URLs here (get_job gives those), only the count.
     svc.reply(caller, JobList(jobs=[jobstate.job_view(j) for j in jobs]))
 
 
@@ -562,17 +564,23 @@ def poll_job(svc: Services, job_id: str, polls: int) -> PollResult:
                     svc.outputs.put(job.job_id, i, f, job.node_classes.get(f.node_id, f.node_id))
                     for i, f in enumerate(files)
                 ]
-        _finish(svc, job, state, error=error, message=status.message, outputs=outputs, polls=polls + 1)
+        message = status.message
+        if outputs == [] and not message:
+            message = jobstate.NO_OUTPUTS_MESSAGE
+        _finish(svc, job, state, error=error, message=message, outputs=outputs, polls=polls + 1)
         return result(_current_status(svc, job), done=True, notify=False)
 
     notify = jobstate.changed(job, status)
     if notify:
         fields: dict[str, Any] = {"status": status.state.value}
-        if status.message:
-            fields["message"] = status.message
+        remove = []
+        message = jobstate.status_message(status, job.executor)
+        if message:
+            fields["message"] = message
+        else:
+            remove.append("message")
         if status.state is JobStatus.RUNNING and job.started_at is None:
             fields["started_at"] = time.time()
-        remove = []
         progress = jobstate.progress_of(status)
         if progress is not None:
             fields["progress"] = progress

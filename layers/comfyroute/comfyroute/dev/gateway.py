@@ -187,6 +187,7 @@ class Gateway:
         config: GatewayConfig | None = None,
         *,
         on_post: PostHook | None = None,
+        ready: bool = True,
     ) -> None:
         self.routes = dict(routes)
         self.authorizer = authorizer
@@ -200,6 +201,11 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Set by the owner once every handler is loaded: before that, a handshake would reach
+        # an authorizer that cannot run yet, so clients get 503 "starting" and can retry.
+        self.ready = threading.Event()
+        if ready:
+            self.ready.set()
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -316,7 +322,13 @@ class Gateway:
     # -- HTTP routes -----------------------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "connections": sum(c.open for c in self.connections.values())})
+        return web.json_response(
+            {
+                "status": "ok" if self.ready.is_set() else "starting",
+                "connections": sum(c.open for c in self.connections.values()),
+            },
+            status=200 if self.ready.is_set() else 503,
+        )
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -545,6 +557,8 @@ class Gateway:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
             return web.Response(status=503, text="shutting down")
+        if not self.ready.is_set():
+            return web.Response(status=503, text="starting; try again in a moment", headers={"Retry-After": "1"})
         conn_id = new_connection_id()
         connected_at = time.time()
         try:

@@ -331,6 +331,8 @@ class DevStack:
         self._create_state_machine()
         self.token = self.issue_token(self.dev_user, label="comfyroute dev", token=self._fixed_token)
         self._write_state_file()
+        assert self.gateway is not None
+        self.gateway.ready.set()
 
     @staticmethod
     def _api_overrides(template: Mapping[str, Any]) -> dict[str, str]:
@@ -408,7 +410,7 @@ class DevStack:
             web_dir=self.web_dir if self.web_dir.is_dir() else None,
             two_way_routes=frozenset(k for k, r in ws.routes.items() if r.two_way),
         )
-        self.gateway = Gateway(routes, authorizer, config, on_post=self._on_post)
+        self.gateway = Gateway(routes, authorizer, config, on_post=self._on_post, ready=False)
         try:
             self.gateway.start(self.host, self.port)
         except OSError as exc:
