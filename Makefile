@@ -38,6 +38,7 @@ tools:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_convert.py
+	$(BIN)/python benchmarks/poll_schedule.py
 
 clean:
 	rm -rf $(VENV) .venv-tools .aws-sam .pytest_cache artifacts
