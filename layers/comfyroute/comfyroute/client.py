@@ -162,26 +162,17 @@ def _output_key(out: JobOutput) -> tuple[str, str, str]:
     return (out.node_id, out.output_name, out.value.filename)
 
 
+def _fields_of(model: type[BaseModel], source: BaseModel) -> dict[str, Any]:
+    """The fields ``source`` shares with ``model`` (the messages repeat the job's fields)."""
+    return source.model_dump(include=set(model.model_fields) - {"type"})
+
+
 def _as_job_output(update: OutputUpdate) -> JobOutput:
-    return JobOutput(
-        node_id=update.node_id,
-        node_name=update.node_name,
-        output_name=update.output_name,
-        output_type=update.output_type,
-        value=update.value,
-    )
+    return JobOutput.model_validate(_fields_of(JobOutput, update))
 
 
 def _update_from_view(view: JobView) -> JobUpdate:
-    return JobUpdate(
-        job_id=view.job_id,
-        workflow_id=view.workflow_id,
-        status=view.status,
-        executor=view.executor,
-        error=view.error,
-        message=view.message,
-        duration=view.duration,
-    )
+    return JobUpdate.model_validate(_fields_of(JobUpdate, view))
 
 
 # --------------------------------------------------------------------------- URL / token
@@ -590,16 +581,7 @@ class ComfyrouteClient:
                 outputs.setdefault(_output_key(out), out)
 
         def result(update: JobUpdate) -> JobResult:
-            return JobResult(
-                job_id=job_id,
-                workflow_id=update.workflow_id,
-                status=update.status,
-                executor=update.executor,
-                error=update.error,
-                message=update.message,
-                duration=update.duration,
-                outputs=list(outputs.values()),
-            )
+            return JobResult(**_fields_of(JobResult, update), outputs=list(outputs.values()))
 
         async def catch_up() -> JobUpdate:
             view = await self.get_job(job_id)
