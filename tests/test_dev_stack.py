@@ -180,8 +180,11 @@ def test_handler_environment_follows_the_template(stack: DevStack, template: dic
 
 
 def test_dev_user_secret_holds_the_executor_settings(stack: DevStack, comfy: FakeComfyUI) -> None:
-    secret = stack.client("secretsmanager").get_secret_value(SecretId="comfyroute/users/dev")
-    assert json.loads(secret["SecretString"]) == {"COMFYUI_ADDR": comfy.addr, "RUNPOD_API_KEY": "rp-secret-key"}
+    expected = {"COMFYUI_ADDR": comfy.addr, "RUNPOD_API_KEY": "rp-secret-key"}
+    # The dev user's own secret and the default every other dev-stack user falls back to.
+    for name in ("comfyroute/users/dev", "comfyroute/default"):
+        secret = stack.client("secretsmanager").get_secret_value(SecretId=name)
+        assert json.loads(secret["SecretString"]) == expected
 
 
 def test_only_the_tokens_hash_is_stored(stack: DevStack) -> None:

@@ -468,9 +468,11 @@ class DevStack:
             secret["RUNPOD_API_KEY"] = self._runpod_api_key
         if self.comfyui_headers:
             secret["COMFYUI_HEADERS"] = self.comfyui_headers
-        self.client("secretsmanager").create_secret(
-            Name=f"{prefix}/users/{self.dev_user}", SecretString=json.dumps(secret)
-        )
+        # The dev user's own secret, and the deployment-wide default that every other user
+        # (tokens from `comfyroute keys create --user X`) falls back to, as in a deployment.
+        secrets = self.client("secretsmanager")
+        for name in (f"{prefix}/users/{self.dev_user}", f"{prefix}/default"):
+            secrets.create_secret(Name=name, SecretString=json.dumps(secret))
 
     def _load_functions(self) -> None:
         assert self.plan is not None
