@@ -247,7 +247,7 @@ def run_job(svc: Services, caller: Caller, data: RunJobData) -> None:
     # answer). Only a resend from another connection (client reconnected) moves the job's pushes
     # here; the starting request must not take them back from a connection that has since
     # asked for the job with get_job while this request was still submitting.
-    resent = started.get("connection_id") != caller.connection_id
+    resent = started["connection_id"] != caller.connection_id
     if resent and job.connection_id != caller.connection_id and not job.status.terminal:
         svc.jobs.update(job.job_id, connection_id=caller.connection_id, only_if_active=True)
     messages: list[BaseModel] = [jobstate.job_update(job)]
@@ -297,8 +297,7 @@ def _start_job(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
                 svc.jobs.update(prepared.job_id, execution_arn=_start_execution(svc, prepared.job_id))
             else:
                 _fail_if_stranded(svc, prepared.job_id, "the submission was interrupted; run it again")
-        fresh = svc.jobs.get(prepared.job_id) or exc.record
-        return {"job_id": prepared.job_id, "status": fresh.status.value, "connection_id": fresh.connection_id}
+        return _started(svc.jobs.get(prepared.job_id) or exc.record)
     _count("JobsSubmitted", executor=prepared.executor.value)
     if prepared.error or prepared.prompt is None:
         return _fail(svc, record, prepared.error or "nothing to run")
@@ -316,7 +315,7 @@ def _start_job(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
         # Cancelled while the executor was accepting it: that cancel had no executor id to stop,
         # so stop the executor's copy here rather than leave it running with nobody watching.
         _cancel_quietly(executor, executor_job_id)
-        return {"job_id": prepared.job_id, "status": _current_status(svc, record).value}
+        return _started(record, _current_status(svc, record))
     try:
         arn = _start_execution(svc, prepared.job_id)
     except ClientError as exc:
@@ -324,7 +323,13 @@ def _start_job(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
         code = exc.response.get("Error", {}).get("Code", "error")
         return _fail(svc, record, f"could not start the job's poll loop ({code})")
     svc.jobs.update(prepared.job_id, execution_arn=arn)
-    return {"job_id": prepared.job_id, "status": JobStatus.QUEUED.value}
+    return _started(record, JobStatus.QUEUED)
+
+
+def _started(job: JobRecord, status: JobStatus | None = None) -> dict[str, Any]:
+    """start_job's answer, which Idempotency stores and replays: with the connection the job
+    reports to, so run_job can tell a resend from another connection from the first request."""
+    return {"job_id": job.job_id, "status": (status or job.status).value, "connection_id": job.connection_id}
 
 
 def _fail_if_stranded(svc: Services, job_id: str, error: str) -> None:
@@ -355,7 +360,7 @@ def _start_execution(svc: Services, job_id: str) -> str:
 
 def _fail(svc: Services, record: JobRecord, error: str) -> dict[str, Any]:
     _finish(svc, record, JobStatus.FAILED, error=jobstate.truncate(error))
-    return {"job_id": record.job_id, "status": JobStatus.FAILED.value}
+    return _started(record, JobStatus.FAILED)
 
 
 def _finish(
