@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,10 +14,13 @@ import responses
 from recordings import FIXTURES, body, exchange, load_bytes, load_recording
 from responses import matchers
 
+from comfyroute.executors import comfyui
 from comfyroute.executors.base import (
     Executor,
     ExecutorRejected,
+    ExecutorStatus,
     ExecutorUnavailable,
+    Progress,
 )
 from comfyroute.executors.comfyui import ComfyUIExecutor, collect_refs, normalize_address
 from comfyroute.protocol import ExecutorKind, JobStatus
@@ -156,6 +160,12 @@ def test_bad_header_value_is_refused_naming_the_header_not_the_value() -> None:
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="max_output_bytes"):
         ComfyUIExecutor(BASE, max_output_bytes=0)
+    with pytest.raises(ValueError, match="progress_peek_seconds"):
+        ComfyUIExecutor(BASE, progress_peek_seconds=-1)
+    with pytest.raises(ValueError, match="progress_peek_seconds"):
+        ComfyUIExecutor(BASE, progress_peek_seconds=float("nan"))
+    with pytest.raises(ValueError, match="client_id"):
+        ComfyUIExecutor(BASE, client_id="")
 
 
 def test_is_a_local_executor_and_repr_hides_header_values() -> None:
@@ -226,7 +236,10 @@ def test_submit_sends_prompt_client_id_and_our_prompt_id(rsps: responses.Request
         responses.POST,
         f"{BASE}/prompt",
         json=recorded["resp"]["body"],
-        match=[matchers.json_params_matcher({"prompt": PROMPT, "client_id": "job-runner", "prompt_id": job_id})],
+        # Each job gets its own client id, so ComfyUI's websocket events for it go to it alone.
+        match=[
+            matchers.json_params_matcher({"prompt": PROMPT, "client_id": f"job-runner-{job_id}", "prompt_id": job_id})
+        ],
     )
     assert make(client_id="job-runner").submit(PROMPT, job_id) == job_id
 
@@ -313,7 +326,8 @@ def test_submit_after_a_dropped_connection_finds_the_prompt_and_does_not_post_tw
     rsps.add(responses.POST, f"{BASE}/prompt", json=exchange("post_prompt_ok").body)
     queue = copy.deepcopy(QUEUE_IDLE)
     if where != "history":
-        queue[where] = [[7, OK_ID, PROMPT, {"client_id": "comfyroute"}, ["2"]]]
+        # Found by prompt id, whatever client id it was queued with.
+        queue[where] = [[7, OK_ID, PROMPT, {"client_id": f"comfyroute-{OK_ID}"}, ["2"]]]
     add_queue(rsps, queue)
     add_history(rsps, OK_ID, body("history_ok") if where == "history" else {})
 
@@ -358,6 +372,133 @@ def test_status_running_from_queue(rsps: responses.RequestsMock) -> None:
     status = make().status(RUNNING_ID)
     assert status.state is JobStatus.RUNNING
     assert all("/history" not in c.request.url for c in rsps.calls)  # one look is enough
+
+
+class ScriptedSocket:
+    """Stands in for websockets' sync connection: hands out frames, then times out (or raises)."""
+
+    def __init__(self, frames: list[str | bytes | BaseException]) -> None:
+        self.frames = list(frames)
+        self.timeouts: list[float | None] = []
+
+    def __enter__(self) -> ScriptedSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        self.timeouts.append(timeout)
+        if not self.frames:
+            raise TimeoutError
+        frame = self.frames.pop(0)
+        if isinstance(frame, BaseException):
+            raise frame
+        return frame
+
+
+def running_as(client_id: str) -> dict[str, Any]:
+    queue = copy.deepcopy(QUEUE_IDLE)
+    queue["queue_running"] = [[3, OK_ID, PROMPT, {"client_id": client_id}, ["2"]]]
+    return queue
+
+
+def ws_message(type_: str, **data: Any) -> str:
+    return json.dumps({"type": type_, "data": data})
+
+
+def test_running_status_carries_the_progress_read_from_the_prompts_websocket(
+    rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_queue(rsps, running_as(f"comfyroute-{OK_ID}"), base="https://tunnel.example.com/comfy")
+    socket = ScriptedSocket(
+        [
+            ws_message("status", status={"exec_info": {"queue_remaining": 1}}, sid=f"comfyroute-{OK_ID}"),
+            ws_message("executing", node="2"),
+            b"\x00\x00\x00\x01\x00\x00\x00\x02\x89PNG",
+            ws_message("progress", value=3, max=20, node="2", prompt_id=OK_ID),
+            ws_message("progress", value=4, max=20, node="2", prompt_id=OK_ID),
+        ]
+    )
+    opened: list[tuple[str, dict[str, Any]]] = []
+
+    def connect(url: str, **kwargs: Any) -> ScriptedSocket:
+        opened.append((url, kwargs))
+        return socket
+
+    monkeypatch.setattr(comfyui, "ws_connect", connect)
+    ex = make("https://tunnel.example.com/comfy/", headers=HEADERS, progress_peek_seconds=0.3)
+    status = ex.status(OK_ID)
+    assert status == ExecutorStatus(state=JobStatus.RUNNING, progress=Progress(node_id="2", value=3, max=20))
+    ((url, kwargs),) = opened
+    assert url == f"wss://tunnel.example.com/comfy/ws?clientId=comfyroute-{OK_ID}"
+    assert kwargs["additional_headers"] == HEADERS
+    assert 0 < kwargs["open_timeout"] <= 5
+    assert 0 < kwargs["close_timeout"] <= 1
+    # A progress message settles it: the next one is not waited for.
+    assert len(socket.frames) == 1
+    assert all(t is not None and 0 < t <= 0.3 for t in socket.timeouts)
+
+
+def test_peek_keeps_what_arrived_before_the_socket_broke(
+    rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_queue(rsps, running_as(f"comfyroute-{OK_ID}"))
+    socket = ScriptedSocket([ws_message("executing", node="5"), ConnectionResetError("reset")])
+    monkeypatch.setattr(comfyui, "ws_connect", lambda url, **kw: socket)
+    assert make().status(OK_ID).progress == Progress(node_id="5", value=0, max=1)
+
+
+@pytest.mark.parametrize("error", [OSError("connection refused"), TimeoutError(), ValueError("bad uri")])
+def test_peek_that_cannot_connect_gives_running_without_progress(
+    rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    add_queue(rsps, running_as(f"comfyroute-{OK_ID}"))
+
+    def connect(url: str, **kwargs: Any) -> ScriptedSocket:
+        raise error
+
+    monkeypatch.setattr(comfyui, "ws_connect", connect)
+    assert make().status(OK_ID) == ExecutorStatus(state=JobStatus.RUNNING)
+
+
+@pytest.mark.parametrize("client_id", ["test", "comfyroute", "other-comfyroute-x", None])
+def test_prompts_this_executor_did_not_queue_are_not_peeked_at(
+    rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, client_id: str | None
+) -> None:
+    # The recorded busy queue was made by client "test": its socket is someone else's.
+    queue = running_as(client_id) if client_id is not None else copy.deepcopy(QUEUE_BUSY)
+    if client_id is None:
+        queue["queue_running"][0][3] = {}
+    add_queue(rsps, queue)
+    opened: list[str] = []
+    monkeypatch.setattr(comfyui, "ws_connect", lambda url, **kw: opened.append(url))
+    prompt_id = queue["queue_running"][0][1]
+    assert make().status(prompt_id) == ExecutorStatus(state=JobStatus.RUNNING)
+    assert opened == []
+
+
+def test_peek_off_opens_no_socket(rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_queue(rsps, running_as(f"comfyroute-{OK_ID}"))
+    opened: list[str] = []
+    monkeypatch.setattr(comfyui, "ws_connect", lambda url, **kw: opened.append(url))
+    assert make(progress_peek_seconds=0).status(OK_ID) == ExecutorStatus(state=JobStatus.RUNNING)
+    assert opened == []
+
+
+@pytest.mark.parametrize("state", ["queue_pending", "history"])
+def test_only_a_running_prompt_is_peeked_at(
+    rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    queue = copy.deepcopy(QUEUE_IDLE)
+    if state == "queue_pending":
+        queue["queue_pending"] = [[3, OK_ID, PROMPT, {"client_id": f"comfyroute-{OK_ID}"}, ["2"]]]
+    add_queue(rsps, queue)
+    add_history(rsps, OK_ID, body("history_ok"))
+    opened: list[str] = []
+    monkeypatch.setattr(comfyui, "ws_connect", lambda url, **kw: opened.append(url))
+    assert make().status(OK_ID).progress is None
+    assert opened == []
 
 
 def test_status_pending_with_queue_position(rsps: responses.RequestsMock) -> None:

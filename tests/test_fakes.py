@@ -25,6 +25,9 @@ import requests
 from fakes.comfyui_server import NODE_FUNCTIONS, FakeComfyUI, Image, decode_png, encode_png
 from fakes.runpod_server import FakeRunPod
 from recordings import body, exchange, load_bytes, load_recording
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
 
 JSON = "application/json; charset=utf-8"
 DEADLINE = 5.0
@@ -526,6 +529,169 @@ def test_stop_closes_keep_alive_connections() -> None:
     fake.stop()
     with pytest.raises(requests.ConnectionError):
         session.get(f"{url}/queue", timeout=5)
+
+
+# -- ComfyUI: /ws ----------------------------------------------------------------------------------
+
+
+def open_ws(fake: FakeComfyUI, client_id: str, **kwargs: Any) -> ClientConnection:
+    return ws_connect(f"ws://{fake.addr}{fake.prefix}/ws?clientId={client_id}", open_timeout=5, **kwargs)
+
+
+def ws_frames_until(ws: ClientConnection, done: Callable[[dict[str, Any]], bool]) -> list[str | bytes]:
+    """Every frame up to and including the first text message for which ``done`` holds."""
+    frames: list[str | bytes] = []
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        frame = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        frames.append(frame)
+        if isinstance(frame, str) and done(json.loads(frame)):
+            return frames
+
+
+def prompt_done(prompt_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m["type"] == "executing" and m["data"] == {"node": None, "prompt_id": prompt_id}
+
+
+def ws_shape(frames: list[Any]) -> list[tuple[Any, ...]]:
+    """What must match a recording: message types in order with their nodes and node states,
+    binary frames by header. Queue ``status`` broadcasts are left out: they depend on what
+    else the recorder had queued."""
+    shape: list[tuple[Any, ...]] = []
+    for frame in frames:
+        if isinstance(frame, bytes):
+            shape.append(("binary", *struct.unpack(">II", frame[:8]), frame[8:16] == b"\x89PNG\r\n\x1a\n"))
+            continue
+        msg = json.loads(frame) if isinstance(frame, str) else frame
+        kind, data = msg["type"], msg["data"]
+        if kind == "status":
+            continue
+        if kind in ("executing", "executed", "progress"):
+            shape.append((kind, data["node"]))
+        elif kind == "progress_state":
+            shape.append((kind, tuple((node, state["state"]) for node, state in data["nodes"].items())))
+        else:
+            shape.append((kind,))
+    return shape
+
+
+def recorded_ws(name: str) -> list[Any]:
+    """A ws_sequence recording as frames (binary ones as their recorded header and magic)."""
+    return [
+        struct.pack(">II", e["event_type"], e["format"]) + bytes.fromhex(e["magic"])
+        if e["kind"] == "binary"
+        else e["msg"]
+        for e in load_recording(name)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("recording", "prompt", "interrupt_at"),
+    [
+        ("ws_sequence_tiny", INVERT, None),
+        ("ws_sequence_runtime_error", BLUR_ERROR, None),
+        ("ws_sequence_interrupt", SLOW_CHAIN, "3"),
+    ],
+)
+def test_ws_events_of_a_prompt_match_the_recording(
+    recording: str, prompt: dict[str, Any], interrupt_at: str | None
+) -> None:
+    with FakeComfyUI(node_seconds=0.05 if interrupt_at is None else 0.3) as fake, open_ws(fake, "test") as ws:
+        hello = json.loads(ws.recv(timeout=DEADLINE))
+        assert hello == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "test"}}
+        prompt_id = submit(fake, prompt)
+
+        def done(m: dict[str, Any]) -> bool:
+            if interrupt_at is not None and m["type"] == "executing" and m["data"]["node"] == interrupt_at:
+                requests.post(f"{fake.url}/interrupt", json={"prompt_id": prompt_id}, timeout=5)
+            return prompt_done(prompt_id)(m)
+
+        frames = ws_frames_until(ws, done)
+    assert ws_shape(frames) == ws_shape(recorded_ws(recording))
+    messages = [json.loads(f) for f in frames if isinstance(f, str)]
+    assert {m["data"]["prompt_id"] for m in messages if m["type"] != "status"} == {prompt_id}
+    first_state = next(m["data"] for m in messages if m["type"] == "progress_state")
+    recorded_state = next(m["data"] for m in recorded_ws(recording) if m["type"] == "progress_state")
+    assert first_state["nodes"]["1"].keys() == recorded_state["nodes"]["1"].keys()
+
+
+def test_ws_events_of_a_cached_prompt_match_the_recording() -> None:
+    with FakeComfyUI(run_seconds=0.0, cache=True) as fake:
+        history_of(fake, submit(fake, INVERT))
+        with open_ws(fake, "test") as ws:
+            ws.recv(timeout=DEADLINE)  # status
+            prompt_id = submit(fake, INVERT)
+            frames = ws_frames_until(ws, prompt_done(prompt_id))
+    assert ws_shape(frames) == ws_shape(recorded_ws("ws_sequence_cached"))
+
+
+def test_ws_progress_steps_come_like_the_recorded_progress_with_previews() -> None:
+    with FakeComfyUI(node_seconds=0.05, progress_steps=2) as fake, open_ws(fake, "test") as ws:
+        ws.recv(timeout=DEADLINE)
+        prompt_id = submit(fake, INVERT)
+        frames = ws_frames_until(ws, prompt_done(prompt_id))
+    shape = ws_shape(frames)
+    # ws_sequence_ws_save: each step is progress_state (node running), progress, preview frame.
+    recorded = ws_shape(recorded_ws("ws_sequence_ws_save"))
+    step = recorded[recorded.index(("progress", "2")) - 1 : recorded.index(("progress", "2")) + 2]
+    assert step[0][0] == "progress_state"
+    assert step[2] == ("binary", 1, 2, True)
+    for node in ("1", "2", "3"):
+        at = shape.index(("progress", node))
+        assert shape[at - 1][0] == "progress_state"
+        assert shape[at + 1] == step[2]
+    values = [json.loads(f)["data"] for f in frames if isinstance(f, str) and '"type": "progress"' in f]
+    assert [(v["node"], v["value"], v["max"]) for v in values] == [(n, k, 2) for n in ("1", "2", "3") for k in (1, 2)]
+
+
+def test_ws_reconnect_of_the_running_client_gets_the_current_node_and_others_get_status_only() -> None:
+    with FakeComfyUI(node_seconds=0.4) as fake, open_ws(fake, "bystander") as other:
+        assert json.loads(other.recv(timeout=DEADLINE))["data"]["sid"] == "bystander"
+        r = requests.post(f"{fake.url}/prompt", json={"prompt": INVERT, "client_id": "runner"}, timeout=5)
+        prompt_id = r.json()["prompt_id"]
+        node = poll(lambda: fake.engine.current_node_of("runner"), lambda n: n is not None)
+        with open_ws(fake, "runner") as ws:
+            hello = json.loads(ws.recv(timeout=DEADLINE))
+            resent = json.loads(ws.recv(timeout=DEADLINE))
+            assert hello["type"] == "status"
+            assert hello["data"]["sid"] == "runner"
+            # As ComfyUI's server.py: {"node": last_node_id}, no prompt_id.
+            assert resent["type"] == "executing"
+            assert resent["data"]["node"] in {node, str(int(node) + 1)}
+            assert resent["data"].keys() == {"node"}
+            assert ws_frames_until(ws, prompt_done(prompt_id))
+        seen = ws_frames_until(
+            other, lambda m: m["type"] == "status" and m["data"]["status"]["exec_info"]["queue_remaining"] == 0
+        )
+    assert {json.loads(f)["type"] for f in seen} == {"status"}
+    assert fake.ws_clients == ["bystander", "runner"]
+
+
+def test_ws_handshake_is_gated_and_prefixed_like_http() -> None:
+    headers = {"CF-Access-Client-Secret": "sekrit-1"}
+    with FakeComfyUI(required_headers=headers, prefix="/comfy") as fake:
+        with pytest.raises(InvalidStatus) as refused:
+            open_ws(fake, "x")
+        assert refused.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as outside:
+            ws_connect(f"ws://{fake.addr}/ws?clientId=x", open_timeout=5, additional_headers=headers)
+        assert outside.value.response.status_code == 404
+        not_upgraded = requests.get(f"{fake.url}/ws", headers=headers, timeout=5)
+        assert not_upgraded.status_code == 400
+        with open_ws(fake, "x", additional_headers=headers) as ws:
+            assert json.loads(ws.recv(timeout=DEADLINE))["data"]["sid"] == "x"
+            ws.ping().wait(DEADLINE)  # the fake answers pings
+        assert ws.close_code == 1000  # the fake echoed our close frame
+
+
+def test_stop_closes_open_websockets() -> None:
+    fake = FakeComfyUI().start()
+    ws = open_ws(fake, "x")
+    ws.recv(timeout=DEADLINE)
+    fake.stop()
+    with pytest.raises(ConnectionClosed):
+        ws.recv(timeout=DEADLINE)
+    ws.close()
 
 
 # -- RunPod ----------------------------------------------------------------------------------------

@@ -1008,6 +1008,13 @@ class _Interrupted(Exception):
     pass
 
 
+# Receives the engine's websocket events: (type, data, client id or None for everyone). Data is
+# a message's ``data`` object, or bytes for a binary frame (a preview image).
+EventSink = Callable[[str, "dict[str, Any] | bytes", "str | None"], None]
+# ComfyUI's binary frame header: event type 1 (PREVIEW_IMAGE), image format 2 (PNG).
+PREVIEW_IMAGE_HEADER = struct.pack(">II", 1, 2)
+
+
 class ComfyEngine:
     """ComfyUI's prompt queue: one worker thread runs prompts FIFO and records history."""
 
@@ -1016,11 +1023,20 @@ class ComfyEngine:
         *,
         run_seconds: float = 0.2,
         node_seconds: float | None = None,
+        progress_steps: int = 0,
         cache: bool = False,
         object_info: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.run_seconds = run_seconds
         self.node_seconds = node_seconds
+        # > 0: every node reports that many `progress` steps (with a preview frame each) while
+        # it runs, like a sampler; 0: nodes report only start and end, like ImageInvert.
+        self.progress_steps = progress_steps
+        # What ComfyUI's server keeps for its websocket: the client of the running prompt and
+        # the node it runs (re-sent to that client when it reconnects).
+        self.client_id: str | None = None
+        self.last_node_id: str | None = None
+        self.on_event: EventSink | None = None
         self.cache_enabled = cache
         self.object_info = object_info or load_object_info()
         self.store = FileStore()
@@ -1089,6 +1105,7 @@ class ComfyEngine:
         with self._cond:
             self._pending.append(QueueItem(number, prompt_id, prompt, extra_data, outputs))
             self._cond.notify_all()
+        self._status_event()
         return 200, {"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors}
 
     def queue(self) -> dict[str, list[list[Any]]]:
@@ -1158,6 +1175,64 @@ class ComfyEngine:
                 self._cond.wait(remaining)
             return True
 
+    # -- websocket events -----------------------------------------------------------------
+
+    def _emit(self, event: str, data: dict[str, Any] | bytes, client_id: str | None) -> None:
+        sink = self.on_event
+        if sink is not None:
+            sink(event, data, client_id)
+
+    def current_node_of(self, client_id: str) -> str | None:
+        """The node running for ``client_id``'s prompt, if that client's prompt runs."""
+        with self._cond:
+            return self.last_node_id if self.client_id == client_id else None
+
+    def _status_event(self) -> None:
+        # ComfyUI tells every socket when the queue changes.
+        self._emit("status", {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}, None)
+
+    def _to_client(self, item: QueueItem, event: str, data: dict[str, Any] | bytes) -> None:
+        # Execution events go only to the prompt's client, and nowhere without one.
+        client_id = item.extra_data.get("client_id")
+        if isinstance(client_id, str) and client_id:
+            self._emit(event, data, client_id)
+
+    def _progress_state(self, item: QueueItem, nodes: dict[str, tuple[str, float, float]]) -> None:
+        """ComfyUI's `progress_state`: every node that started, with its state and value/max."""
+        pid = item.prompt_id
+        states = {
+            node_id: {
+                "value": value,
+                "max": maximum,
+                "state": state,
+                "node_id": node_id,
+                "prompt_id": pid,
+                "display_node_id": node_id,
+                "parent_node_id": None,
+                "real_node_id": node_id,
+            }
+            for node_id, (state, value, maximum) in nodes.items()
+        }
+        self._to_client(item, "progress_state", {"prompt_id": pid, "nodes": states})
+
+    def _wait_node(self, item: QueueItem, node_id: str, seconds: float, nodes: dict[str, Any]) -> None:
+        """Spend a node's run time; raises _Interrupted as soon as an interrupt comes."""
+        steps = self.progress_steps
+        if steps <= 0:
+            if self._interrupt.wait(seconds):  # ComfyUI notices an interrupt mid-node
+                raise _Interrupted
+            return
+        preview = PREVIEW_IMAGE_HEADER + encode_png(Image.solid(1, 1, 0x808080))
+        for step in range(1, steps + 1):
+            if self._interrupt.wait(seconds / steps):
+                raise _Interrupted
+            # As a sampler's progress hook: progress_state, then progress, then the preview.
+            nodes[node_id] = ("running", step, steps)
+            self._progress_state(item, nodes)
+            info = {"value": step, "max": steps, "prompt_id": item.prompt_id, "node": node_id}
+            self._to_client(item, "progress", info)
+            self._to_client(item, "preview", preview)
+
     # -- the worker -----------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -1171,6 +1246,9 @@ class ComfyEngine:
                 self._pending.remove(item)
                 self._running = item
                 self._interrupt.clear()  # ComfyUI resets the flag when a prompt starts
+                client_id = item.extra_data.get("client_id")
+                self.client_id = client_id if isinstance(client_id, str) and client_id else None
+            self._status_event()
             try:
                 entry = self._execute(item)
             except Exception as exc:  # a bug in the fake must not wedge the queue
@@ -1179,24 +1257,32 @@ class ComfyEngine:
                 status = {"status_str": "error", "completed": False, "messages": [["execution_error", failure]]}
                 entry = {"prompt": item.as_list(), "outputs": {}, "status": status, "meta": {}}
             with self._cond:
+                self.last_node_id = None
                 self._history[item.prompt_id] = entry
                 self._running = None
                 self.executed_prompts += 1
                 self._cond.notify_all()
+            # ComfyUI's worker: the queue status to everyone, then "nothing runs" to the client.
+            self._status_event()
+            self._to_client(item, "executing", {"node": None, "prompt_id": item.prompt_id})
 
     def _execute(self, item: QueueItem) -> dict[str, Any]:
         pid = item.prompt_id
         messages: list[list[Any]] = [["execution_start", {"prompt_id": pid, "timestamp": _now_ms()}]]
+        self._to_client(item, *messages[-1])
         order = execution_order(item.prompt, item.outputs)
         memo: dict[str, str] = {}
         signatures = {n: node_signature(item.prompt, n, self.store, memo) for n in order}
         cached = [n for n in order if self.cache_enabled and signatures[n] in self._cache]
         messages.append(["execution_cached", {"nodes": cached, "prompt_id": pid, "timestamp": _now_ms()}])
+        self._to_client(item, *messages[-1])
         to_run = [n for n in order if n not in cached]
         per_node = self.node_seconds if self.node_seconds is not None else self.run_seconds / max(1, len(to_run))
         values: dict[str, tuple[Any, ...]] = {}
         outputs: dict[str, Any] = {}
         executed: list[str] = []
+        # Nodes that started, for progress_state: node -> (state, value, max).
+        nodes: dict[str, tuple[str, float, float]] = {}
         fresh_cache: dict[str, tuple[tuple[Any, ...], dict[str, list[Any]] | None]] = {}
         ctx = RunContext(pid, item.prompt, item.extra_data, self.store)
         status_str, completed = "success", True
@@ -1206,8 +1292,12 @@ class ComfyEngine:
                 if node_id in cached:
                     result = self._cache[signatures[node_id]]
                 else:
-                    if self._interrupt.wait(per_node):  # ComfyUI notices an interrupt mid-node
-                        raise _Interrupted
+                    nodes[node_id] = ("running", 0.0, 1.0)
+                    self._progress_state(item, nodes)
+                    with self._cond:
+                        self.last_node_id = node_id
+                    self._to_client(item, "executing", {"node": node_id, "display_node": node_id, "prompt_id": pid})
+                    self._wait_node(item, node_id, per_node, nodes)
                     inputs = {
                         name: values[v[0]][v[1]] if isinstance(v, list) and len(v) == 2 else v
                         for name, v in node.get("inputs", {}).items()
@@ -1230,8 +1320,15 @@ class ComfyEngine:
             fresh_cache[signatures[node_id]] = result
             if result[1] is not None and node_id in item.outputs:
                 outputs[node_id] = result[1]
+                executed_info = {"node": node_id, "display_node": node_id, "output": result[1], "prompt_id": pid}
+                self._to_client(item, "executed", copy.deepcopy(executed_info))
+            if node_id in nodes or node_id in outputs:
+                final = nodes.get(node_id, ("finished", 1.0, 1.0))[2]
+                nodes[node_id] = ("finished", final, final)
+                self._progress_state(item, nodes)
         if completed:
             messages.append(["execution_success", {"prompt_id": pid, "timestamp": _now_ms()}])
+        self._to_client(item, *messages[-1])
         if self.cache_enabled:
             self._cache = fresh_cache  # like ComfyUI's classic cache: only the last prompt's nodes
         meta = {n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n} for n in outputs}
@@ -1386,6 +1483,78 @@ class _Handler(BaseHTTPRequestHandler):
         self.reply(status, json.dumps(payload).encode(), JSON_TYPE)
 
 
+# RFC 6455, the server side of it that ComfyUI's /ws needs: text and binary frames out
+# (unmasked, unfragmented), the client's frames read and dropped, ping answered, close echoed.
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+WS_MAX_CLIENT_FRAME = 1 << 20
+
+
+def websocket_accept(key: str) -> str:
+    # SHA-1 because RFC 6455 says so; it protects nothing here.
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def websocket_frame(opcode: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        head = struct.pack(">BB", 0x80 | opcode, size)
+    elif size < 1 << 16:
+        head = struct.pack(">BBH", 0x80 | opcode, 126, size)
+    else:
+        head = struct.pack(">BBQ", 0x80 | opcode, 127, size)
+    return head + payload
+
+
+class _WebSocket:
+    """One accepted websocket: sends from any thread, reads on the handler's thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                self._sock.sendall(websocket_frame(opcode, payload))
+            except OSError:
+                self.closed = True
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.send_frame(OP_TEXT, json.dumps(message).encode())
+
+    def serve(self, rfile: Any) -> None:
+        """Read the client's frames until it closes or goes away."""
+        try:
+            while not self.closed:
+                head = rfile.read(2)
+                if len(head) < 2:
+                    break
+                opcode, size = head[0] & 0x0F, head[1] & 0x7F
+                if size == 126:
+                    (size,) = struct.unpack(">H", rfile.read(2))
+                elif size == 127:
+                    (size,) = struct.unpack(">Q", rfile.read(8))
+                if size > WS_MAX_CLIENT_FRAME:
+                    break
+                mask = rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+                data = rfile.read(size)
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+                if opcode == OP_CLOSE:
+                    self.send_frame(OP_CLOSE, payload[:2])
+                    break
+                if opcode == OP_PING:
+                    self.send_frame(OP_PONG, payload)
+        except (OSError, struct.error):
+            pass
+        finally:
+            with self._lock:
+                self.closed = True
+
+
 class _FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -1444,6 +1613,7 @@ class FakeComfyUI:
         *,
         run_seconds: float = 0.2,
         node_seconds: float | None = None,
+        progress_steps: int = 0,
         required_headers: dict[str, str] | None = None,
         prefix: str = "",
         cache: bool = False,
@@ -1451,12 +1621,20 @@ class FakeComfyUI:
         self.host, self._port = host, port
         self.required_headers = dict(required_headers or {})
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-        self.engine = ComfyEngine(run_seconds=run_seconds, node_seconds=node_seconds, cache=cache)
+        self.engine = ComfyEngine(
+            run_seconds=run_seconds, node_seconds=node_seconds, progress_steps=progress_steps, cache=cache
+        )
+        self.engine.on_event = self._broadcast
         self.submitted: list[dict[str, Any]] = []
         self.interrupts: list[str | None] = []
         self.deletes: list[str] = []
         self.files: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.ws_clients: list[str] = []  # the clientId of every websocket that connected
+        # One socket per clientId, as in ComfyUI (a reconnect replaces the old one). The lock
+        # keeps each event whole and the connect sequence (status, re-sent node) in order.
+        self._sockets: dict[str, _WebSocket] = {}
+        self._ws_lock = threading.Lock()
         self._httpd: _FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -1566,11 +1744,56 @@ class FakeComfyUI:
         }
         if (method, path) in exact:
             return exact[(method, path)]
+        if method == "GET" and path == "/ws":
+            return self._websocket
         if method == "GET" and path.startswith("/history/"):
             return self._get_history
         if method == "GET" and path.startswith("/object_info/"):
             return self._object_info_one
         return None
+
+    # -- websocket ------------------------------------------------------------------------
+
+    def _websocket(self, h: _Handler, path: str, query: dict[str, str], body: bytes) -> None:
+        """ComfyUI's /ws: ``status`` on connect, the running node re-sent to the running prompt's
+        client, then the events of that client's prompts until the client closes."""
+        key = h.headers.get("Sec-WebSocket-Key", "")
+        if "websocket" not in h.headers.get("Upgrade", "").lower() or not key:
+            raise _Reply(400, b"No WebSocket UPGRADE hdr: None", "text/plain; charset=utf-8")
+        h.close_connection = True
+        h.send_response(101)
+        h.send_header("Upgrade", "websocket")
+        h.send_header("Connection", "Upgrade")
+        h.send_header("Sec-WebSocket-Accept", websocket_accept(key))
+        h.end_headers()
+        sid = query.get("clientId") or uuid.uuid4().hex
+        ws = _WebSocket(h.connection)
+        with self._ws_lock:
+            self._sockets[sid] = ws
+            self.ws_clients.append(sid)
+            queue_info = {"exec_info": {"queue_remaining": self.engine.queue_remaining()}}
+            ws.send_json({"type": "status", "data": {"status": queue_info, "sid": sid}})
+            # server.py: "On reconnect if we are the currently executing client send the current node"
+            current = self.engine.current_node_of(sid)
+            if current is not None:
+                ws.send_json({"type": "executing", "data": {"node": current}})
+        try:
+            ws.serve(h.rfile)
+        finally:
+            with self._ws_lock:
+                if self._sockets.get(sid) is ws:
+                    del self._sockets[sid]
+
+    def _broadcast(self, event: str, data: dict[str, Any] | bytes, client_id: str | None) -> None:
+        with self._ws_lock:
+            targets = list(self._sockets.values()) if client_id is None else [self._sockets.get(client_id)]
+            for ws in targets:
+                if ws is None:
+                    continue
+                if isinstance(data, bytes):
+                    ws.send_frame(OP_BINARY, data)
+                else:
+                    ws.send_json({"type": event, "data": data})
 
     def _index(self, h: _Handler, path: str, query: dict[str, str], body: bytes) -> None:
         h.reply(200, b"<!doctype html><title>ComfyUI (fake)</title>", "text/html; charset=utf-8")
@@ -1680,6 +1903,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--run-seconds", type=float, default=0.2, help="how long each prompt takes")
+    parser.add_argument("--node-seconds", type=float, default=None, help="how long each node takes (overrides)")
+    parser.add_argument("--progress-steps", type=int, default=0, help="progress steps each node reports on /ws")
     parser.add_argument("--prefix", default="", help="serve under this path, like a reverse proxy")
     parser.add_argument("--cache", action="store_true", help="serve identical resubmissions from cache")
     parser.add_argument(
@@ -1691,6 +1916,8 @@ def main(argv: list[str] | None = None) -> None:
         args.host,
         args.port,
         run_seconds=args.run_seconds,
+        node_seconds=args.node_seconds,
+        progress_steps=args.progress_steps,
         prefix=args.prefix,
         required_headers=headers,
         cache=args.cache,

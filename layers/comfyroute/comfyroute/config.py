@@ -42,6 +42,8 @@ class Config:
     max_output_bytes: int = 100 * 1024 * 1024
     presign_seconds: int = 3600
     runpod_execution_timeout_ms: int = 600_000
+    # How long Poll listens on ComfyUI's /ws for node progress of a running prompt (0: never).
+    comfyui_progress_peek_seconds: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -67,6 +69,9 @@ class Config:
             max_output_bytes=_env_int("MAX_OUTPUT_BYTES", d.max_output_bytes),
             presign_seconds=_env_int("PRESIGN_SECONDS", d.presign_seconds),
             runpod_execution_timeout_ms=_env_int("RUNPOD_EXECUTION_TIMEOUT_MS", d.runpod_execution_timeout_ms),
+            comfyui_progress_peek_seconds=_env_float(
+                "COMFYUI_PROGRESS_PEEK_SECONDS", d.comfyui_progress_peek_seconds
+            ),
         )
 
 

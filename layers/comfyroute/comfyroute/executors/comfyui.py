@@ -7,6 +7,14 @@ files, ``POST /queue {"delete": [...]}`` drops pending prompts and ``POST /inter
 the running one. Every method here is one bounded exchange; the Step Functions poll loop
 does the waiting.
 
+Progress: HTTP only says queued/running/done. ComfyUI reports the running node and its steps
+over ``/ws?clientId=X``, only to the socket whose clientId is the prompt's ``client_id``. Each
+prompt is queued with its own client id (``{client_id}-{job_id}``), so while a prompt runs
+``status()`` can open that socket for a moment (the "progress peek") and read what ComfyUI
+says about it: on connect ComfyUI re-sends the running node to the prompt's client, then
+``progress_state`` and ``progress`` as the node reports. The peek is best effort and bounded:
+when it fails or hears nothing the status simply carries no progress.
+
 Errors: ``ExecutorUnavailable`` when ComfyUI could not be reached or answered 408/429/5xx
 from a gateway (worth another look later), ``ExecutorRejected`` when it answered and the
 answer means this request will not work (4xx, validation errors, a 500 from ComfyUI's own
@@ -16,9 +24,11 @@ handler, a missing or oversized output file).
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -26,6 +36,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from websockets.sync.client import connect as ws_connect
 
 from comfyroute.executors.base import (
     ExecutorRejected,
@@ -33,6 +44,7 @@ from comfyroute.executors.base import (
     ExecutorUnavailable,
     OutputFile,
     OutputKind,
+    Progress,
     Prompt,
     guess_content_type,
 )
@@ -49,6 +61,17 @@ SUBMIT_ATTEMPTS = 2
 MAX_MESSAGE_CHARS = 2000
 MAX_BODY_SNIPPET = 300
 DOWNLOAD_CHUNK = 64 * 1024
+
+# The progress peek (see the module docstring). Worst case per poll of a running prompt:
+# connect + read window + close, about 1.0 + progress_peek_seconds + 0.25 seconds.
+DEFAULT_PEEK_SECONDS = 0.5
+PEEK_CONNECT_TIMEOUT = 1.0  # TCP, TLS and the websocket handshake together
+PEEK_CLOSE_TIMEOUT = 0.25
+# Preview images come as binary frames; a bigger frame ends the peek rather than using memory.
+PEEK_MAX_FRAME = 4 * 1024 * 1024
+# The websockets library logs handshake headers (tunnel tokens) at DEBUG: give it a logger
+# that is outside the logging tree and never enabled, whatever the application configures.
+_SILENT_WS_LOGGER = logging.Logger("comfyroute.comfyui.websocket", level=logging.CRITICAL + 1)
 
 # Gateways and tunnels answer these when ComfyUI behind them is down or busy.
 UNAVAILABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
@@ -180,6 +203,14 @@ class _QueueView(_Lenient):
 
     def running_ids(self) -> list[str]:
         return [str(item[1]) for item in self.queue_running if len(item) > 1]
+
+    def running_client_id(self, prompt_id: str) -> str | None:
+        """The ``client_id`` a running prompt was queued with (its ``extra_data``)."""
+        for item in self.queue_running:
+            if len(item) > 3 and str(item[1]) == prompt_id and isinstance(item[3], Mapping):
+                client_id = item[3].get("client_id")
+                return client_id if isinstance(client_id, str) and client_id else None
+        return None
 
     def pending_position(self, prompt_id: str) -> int | None:
         # /queue returns ComfyUI's heap as it lies in memory, not in run order: sort by the
@@ -384,6 +415,149 @@ def _ids(value: str) -> str:
     return quote(value, safe="")
 
 
+# --------------------------------------------------------------------------- progress messages
+
+
+class _WsMessage(_Lenient):
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+NodeRef = str | int
+
+
+class _ExecutingData(_Lenient):
+    node: NodeRef | None = None
+    display_node: NodeRef | None = None
+    prompt_id: str | None = None
+
+
+class _ProgressData(_Lenient):
+    value: float
+    max: float
+    node: NodeRef | None = None
+    prompt_id: str | None = None
+
+
+class _NodeState(_Lenient):
+    value: float
+    max: float
+    state: str
+    display_node_id: NodeRef | None = None
+
+
+class _ProgressStateData(_Lenient):
+    prompt_id: str | None = None
+    nodes: dict[str, _NodeState] = Field(default_factory=dict)
+
+
+# After these (or ``executing`` with node null) the prompt runs no node any more.
+_PROMPT_ENDED = frozenset({"execution_success", "execution_error", "execution_interrupted"})
+
+
+@dataclass
+class ProgressTracker:
+    """Folds the messages of a prompt's websocket, oldest first, into the running node's
+    progress. The newest message wins: ``progress`` gives value/max of a node, ``progress_state``
+    the value/max of the node it lists as running, ``executing {node}`` a node that started
+    (0 of 1). A newer ``executing`` or ``progress_state`` about the node we already have does not
+    reset its value (ComfyUI sends them before the node's first ``progress``, and re-sends
+    ``executing`` on connect), and ``executing`` for another node makes an older ``progress``
+    stale. Messages naming another prompt are ignored; ones naming none (the ``executing`` ComfyUI
+    re-sends on connect) are ours, because the socket's client id belongs to this prompt alone.
+    Binary frames (preview images) and anything unparseable are skipped.
+    """
+
+    prompt_id: str
+    progress: Progress | None = None
+    ended: bool = False
+    # A ``progress`` message is the most ComfyUI says: once one came, reading on adds little.
+    settled: bool = False
+
+    def feed(self, frame: str | bytes | Mapping[str, Any]) -> None:
+        if self.ended or isinstance(frame, bytes | bytearray | memoryview):
+            return
+        try:
+            raw = json.loads(frame) if isinstance(frame, str) else frame
+            message = _WsMessage.model_validate(raw)
+        except (ValueError, ValidationError):  # json's and pydantic's errors
+            return
+        if message.type in _PROMPT_ENDED:
+            if self._ours(message.data.get("prompt_id")):
+                self._end()
+            return
+        handler = {
+            "executing": self._executing,
+            "progress": self._progress,
+            "progress_state": self._progress_state,
+        }.get(message.type)
+        if handler is not None:
+            try:
+                handler(message.data)
+            except ValidationError:
+                return
+
+    def _ours(self, prompt_id: Any) -> bool:
+        return prompt_id is None or str(prompt_id) == self.prompt_id
+
+    def _end(self) -> None:
+        self.progress, self.ended, self.settled = None, True, True
+
+    def _executing(self, data: dict[str, Any]) -> None:
+        info = _ExecutingData.model_validate(data)
+        if not self._ours(info.prompt_id):
+            return
+        node = info.display_node if info.display_node is not None else info.node
+        if node is None:  # ComfyUI's "nothing runs any more" for this prompt
+            self._end()
+            return
+        if self.progress is None or self.progress.node_id != str(node):
+            self.progress = Progress(node_id=str(node), value=0, max=1)
+
+    def _progress(self, data: dict[str, Any]) -> None:
+        info = _ProgressData.model_validate(data)
+        if not self._ours(info.prompt_id) or info.max <= 0:
+            return
+        node = str(info.node) if info.node is not None else (self.progress.node_id if self.progress else None)
+        self.progress = Progress(node_id=node, value=info.value, max=info.max)
+        self.settled = True
+
+    def _progress_state(self, data: dict[str, Any]) -> None:
+        info = _ProgressStateData.model_validate(data)
+        if not self._ours(info.prompt_id):
+            return
+        running = {
+            str(state.display_node_id if state.display_node_id is not None else key): state
+            for key, state in info.nodes.items()
+            if state.state == "running" and state.max > 0
+        }
+        if not running:
+            return
+        current = self.progress.node_id if self.progress else None
+        # Several nodes can run at once (async nodes): stay with the one we follow, else take
+        # the one listed last, which started last.
+        node = current if current in running else list(running)[-1]
+        state = running[node]
+        if node == current and self.progress is not None and self.progress.value > state.value:
+            return  # never step back within one node
+        self.progress = Progress(node_id=node, value=state.value, max=state.max)
+
+
+def progress_from_messages(frames: Iterable[str | bytes | Mapping[str, Any]], prompt_id: str) -> Progress | None:
+    """The running node's progress after these websocket frames (see ``ProgressTracker``);
+    ``None`` when they name no running node of this prompt or the prompt has ended."""
+    tracker = ProgressTracker(prompt_id)
+    for frame in frames:
+        tracker.feed(frame)
+    return tracker.progress
+
+
+def websocket_url(base_url: str, client_id: str) -> str:
+    """``ws(s)://host[:port][/prefix]/ws?clientId=...`` for an ``http(s)://`` base URL."""
+    scheme, rest = base_url.split("://", 1)
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={quote(client_id, safe='')}"
+
+
 # --------------------------------------------------------------------------- executor
 
 
@@ -401,19 +575,28 @@ class ComfyUIExecutor:
         client_id: str = "comfyroute",
         max_output_bytes: int = 100 * 1024 * 1024,
         lost_grace_seconds: float = 15.0,
+        progress_peek_seconds: float = DEFAULT_PEEK_SECONDS,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``client_id`` is the prefix of each prompt's own client id (``{client_id}-{job_id}``).
+        ``progress_peek_seconds`` is how long ``status()`` listens on the websocket of a
+        running prompt for its progress; 0 turns the peek off."""
         if max_output_bytes <= 0:
             raise ValueError(f"max_output_bytes must be positive, not {max_output_bytes}")
         if lost_grace_seconds < 0:
             raise ValueError(f"lost_grace_seconds must not be negative, not {lost_grace_seconds}")
+        if not progress_peek_seconds >= 0:  # also refuses NaN
+            raise ValueError(f"progress_peek_seconds must not be negative, not {progress_peek_seconds}")
+        if not client_id:
+            raise ValueError("client_id must not be empty: it prefixes each prompt's client id")
         self._base = normalize_address(addr)
         self._headers = _check_headers(headers)
         self._secrets = sorted({v for v in self._headers.values() if len(v) >= 3}, key=len, reverse=True)
         self._client_id = client_id
         self._max_output_bytes = max_output_bytes
         self._lost_grace = lost_grace_seconds
+        self._peek_seconds = progress_peek_seconds
         # Headers go with each request rather than into the session, so a session passed
         # in by a caller is never changed.
         self._session = session if session is not None else make_session()
@@ -499,9 +682,15 @@ class ComfyUIExecutor:
 
     # ----------------------------------------------------------------- Executor
 
+    def client_id_for(self, job_id: str) -> str:
+        """The client id a job's prompt is queued with: ComfyUI sends the prompt's progress to
+        the websocket of that client id only, so no other prompt's events reach its peek."""
+        return f"{self._client_id}-{job_id}"
+
     def submit(self, prompt: Prompt, job_id: str) -> str:
-        """Queue the prompt under ``job_id`` as its prompt_id; returns the prompt_id."""
-        body = {"prompt": prompt, "client_id": self._client_id, "prompt_id": job_id}
+        """Queue the prompt under ``job_id`` as its prompt_id (and with its own client id);
+        returns the prompt_id."""
+        body = {"prompt": prompt, "client_id": self.client_id_for(job_id), "prompt_id": job_id}
         failure: BaseException | None = None
         for attempt in range(1, SUBMIT_ATTEMPTS + 1):
             try:
@@ -573,7 +762,8 @@ class ComfyUIExecutor:
         between the two calls is seen in history instead of looking lost."""
         queue = self._queue()
         if executor_job_id in queue.running_ids():
-            return ExecutorStatus(state=JobStatus.RUNNING)
+            client_id = queue.running_client_id(executor_job_id)
+            return ExecutorStatus(state=JobStatus.RUNNING, progress=self._peek_progress(executor_job_id, client_id))
         position = queue.pending_position(executor_job_id)
         if position is not None:
             return ExecutorStatus(state=JobStatus.QUEUED, queue_position=position)
@@ -581,6 +771,48 @@ class ComfyUIExecutor:
         if entry is not None:
             return history_status(executor_job_id, entry)
         return self._unknown(executor_job_id, submitted_at)
+
+    def _peek_progress(self, prompt_id: str, client_id: str | None) -> Progress | None:
+        """Listen on the running prompt's websocket for at most ``progress_peek_seconds``.
+        Only for client ids this executor made: connecting with another client's id (a
+        browser tab's) would take that client's events away from it in ComfyUI."""
+        if self._peek_seconds <= 0 or not client_id or not client_id.startswith(f"{self._client_id}-"):
+            return None
+        tracker = ProgressTracker(prompt_id)
+        started = time.monotonic()
+        try:
+            with ws_connect(
+                websocket_url(self._base, client_id),
+                additional_headers=self._headers,
+                open_timeout=PEEK_CONNECT_TIMEOUT,
+                close_timeout=PEEK_CLOSE_TIMEOUT,
+                max_size=PEEK_MAX_FRAME,
+                compression=None,
+                logger=_SILENT_WS_LOGGER,
+            ) as ws:
+                deadline = time.monotonic() + self._peek_seconds
+                while not tracker.settled:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        frame = ws.recv(timeout=remaining)
+                    except TimeoutError:
+                        break
+                    tracker.feed(frame)
+        except Exception as exc:
+            # Best effort: a refused, failed or cut connection costs the progress only. What
+            # complete messages said before the failure still holds. Only the exception's type
+            # is logged: its text can carry the address and the server's answer.
+            logger.debug(
+                "ComfyUI progress peek failed",
+                extra={
+                    "prompt_id": prompt_id,
+                    "error": type(exc).__name__,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+        return tracker.progress
 
     def _unknown(self, prompt_id: str, submitted_at: float | None) -> ExecutorStatus:
         if submitted_at is not None and self._clock() - submitted_at < self._lost_grace:

@@ -28,4 +28,5 @@ def build_executor(kind: ExecutorKind, credentials: Credentials, endpoint_id: st
         credentials.comfyui_addr,
         credentials.header_values(),
         max_output_bytes=config.max_output_bytes,
+        progress_peek_seconds=config.comfyui_progress_peek_seconds,
     )
