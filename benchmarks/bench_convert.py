@@ -20,7 +20,7 @@ import random
 import timeit
 from typing import Any
 
-from comfyroute.graph import convert_graph, load_workflow
+from comfyroute.conversion.nodetool import convert_graph, load_workflow
 from comfyroute.protocol import Graph
 
 SIZES = (100, 1_000, 10_000)

@@ -11,7 +11,7 @@ from support import ROOT, Stack, moto_stack
 
 @pytest.fixture(scope="session")
 def plan() -> Any:
-    from comfyroute.dev.template import build_plan, load_template
+    from comfyroute_tools.dev.template import build_plan, load_template
 
     return build_plan(load_template(ROOT / "template.yaml"), root=ROOT, stack_name="comfyroute-test")
 
@@ -24,7 +24,7 @@ def stack(plan: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 @pytest.fixture
 def lambda_context() -> Any:
-    from comfyroute.dev.lambdas import LambdaContext
+    from comfyroute_tools.dev.lambdas import LambdaContext
 
     return LambdaContext(
         function_name="comfyroute-test", invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:test"

@@ -1,5 +1,5 @@
 """State machine task: one look at the job on its executor."""
 
-from comfyroute.runtime import poll_handler
+from comfyroute.awslambda.runtime import poll_handler
 
 handler = poll_handler()

@@ -1,6 +1,6 @@
 """Fixtures for the web client's tests in headless Chromium (marker ``browser``).
 
-The page under test is the real one from ``layers/comfyroute/comfyroute/web/``, served by
+The page under test is the real one from ``tools/comfyroute_tools/web/``, served by
 ``comfyroute dev`` (``DevStack``) wired to the fake ComfyUI and fake RunPod servers, so a run
 goes page -> WebSocket gateway -> handlers -> Step Functions poll loop -> fake executor and back.
 
@@ -137,7 +137,7 @@ def save_screenshot() -> Any:
 
 # --------------------------------------------------------------------------- static hosting
 
-WEB_DIR = REPO / "layers" / "comfyroute" / "comfyroute" / "web"
+WEB_DIR = REPO / "tools" / "comfyroute_tools" / "web"
 
 
 class _QuietStaticHandler(SimpleHTTPRequestHandler):
@@ -212,7 +212,7 @@ def backend(_browser_available: None) -> Iterator[Backend]:
     (the e2e tests) start theirs."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # the fakes import themselves as tests.fakes.*
-    from comfyroute.dev.stack import DevStack
+    from comfyroute_tools.dev.stack import DevStack
     from tests.fakes.comfyui_server import FakeComfyUI
     from tests.fakes.runpod_server import FakeRunPod
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 from fakes import FakeComfyUI, FakeRunPod
 
-from comfyroute.dev.stack import DevStack
+from comfyroute_tools.dev.stack import DevStack
 
 RUNPOD_API_KEY = "test-key"  # FakeRunPod's default key; only ever sent to loopback
 # Step Functions really waits between polls: the template's 1 s start is the smallest whole

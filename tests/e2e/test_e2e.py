@@ -23,10 +23,8 @@ import pytest
 import requests
 from fakes import FakeComfyUI, FakeRunPod
 
-from comfyroute import client_cli
-from comfyroute.client import AuthError, ComfyrouteClient, JobResult, RequestError, download
-from comfyroute.dev.stack import DevStack
-from comfyroute.graph import convert_graph
+from comfyroute_tools.cli import run as client_cli
+from comfyroute.conversion.nodetool import convert_graph
 from comfyroute.protocol import (
     ErrorMessage,
     ExecutorKind,
@@ -37,6 +35,8 @@ from comfyroute.protocol import (
     OutputUpdate,
     ServerMessage,
 )
+from comfyroute_tools.client import AuthError, ComfyrouteClient, JobResult, RequestError, download
+from comfyroute_tools.dev.stack import DevStack
 
 pytestmark = pytest.mark.e2e
 

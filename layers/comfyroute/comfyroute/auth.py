@@ -7,7 +7,7 @@ import hmac
 import secrets
 import time
 
-from comfyroute.store import ApiKeyRecord, ApiKeys
+from comfyroute.aws.tables import ApiKeyRecord, ApiKeys
 
 TOKEN_PREFIX = "crt_"
 # Tokens are long random strings, so a plain SHA-256 (no salt, no slow KDF) is enough and

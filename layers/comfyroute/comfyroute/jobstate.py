@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from comfyroute.aws.tables import JobRecord, StoredProgress
 from comfyroute.executors.base import ExecutorStatus
 from comfyroute.protocol import ExecutorKind, JobStatus, JobUpdate, JobView, NodeProgress
-from comfyroute.store import JobRecord, StoredProgress
 
 MAX_ERROR_CHARS = 2000
 NO_OUTPUTS_MESSAGE = (

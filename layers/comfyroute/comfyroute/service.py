@@ -27,13 +27,25 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from comfyroute import aws, jobstate
+from comfyroute import jobstate
+from comfyroute.aws import clients as aws
+from comfyroute.aws.outputs import OutputStore
+from comfyroute.aws.push import Pusher
+from comfyroute.aws.secrets import CredentialsError, load_credentials
+from comfyroute.aws.tables import (
+    ApiKeys,
+    Connections,
+    JobExists,
+    JobRecord,
+    Jobs,
+    StoredOutput,
+    WorkflowRecord,
+    Workflows,
+)
 from comfyroute.config import Config
-from comfyroute.credentials import CredentialsError, load_credentials
+from comfyroute.conversion.nodetool import GraphError, apply_params, convert_graph, validate_prompt
 from comfyroute.executors.base import Executor, ExecutorError, ExecutorUnavailable
 from comfyroute.executors.factory import build_executor
-from comfyroute.graph import GraphError, apply_params, convert_graph, validate_prompt
-from comfyroute.outputs import OutputStore
 from comfyroute.protocol import (
     MAX_MESSAGE_BYTES,
     ErrorMessage,
@@ -52,17 +64,6 @@ from comfyroute.protocol import (
     SaveWorkflowData,
     WorkflowSaved,
     encode,
-)
-from comfyroute.push import Pusher
-from comfyroute.store import (
-    ApiKeys,
-    Connections,
-    JobExists,
-    JobRecord,
-    Jobs,
-    StoredOutput,
-    WorkflowRecord,
-    Workflows,
 )
 
 logger = Logger(child=True)

@@ -1,0 +1,1 @@
+"""Lambda glue: Powertools, event models and the wrappers that make handlers."""

@@ -1,0 +1,1 @@
+"""Workflow files -> ComfyUI API prompts."""

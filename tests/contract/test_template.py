@@ -1,0 +1,658 @@
+"""template.yaml, samconfig.toml and statemachine/job.asl.json against docs/architecture.md:
+routes and their functions, function settings, tables, bucket, IAM scoping and the state
+machine definition. cfn-lint / sam validate / sam build run in .ci/tools.sh."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+from comfyroute_tools.dev.asl import (
+    REQUIRED_SUBSTITUTIONS,
+    DefinitionError,
+    load_definition,
+    load_definition_dict,
+    placeholders,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+ASL_PATH = ROOT / "statemachine" / "job.asl.json"
+
+FUNCTIONS = {
+    "AuthorizerFunction": "authorizer",
+    "ConnectFunction": "connect",
+    "DisconnectFunction": "disconnect",
+    "DefaultFunction": "default",
+    "RunJobFunction": "run_job",
+    "CancelJobFunction": "cancel_job",
+    "JobQueriesFunction": "job_queries",
+    "SaveWorkflowFunction": "save_workflow",
+    "PollFunction": "poll",
+    "NotifyFunction": "notify",
+}
+ROUTES = {
+    "$connect": "ConnectFunction",
+    "$disconnect": "DisconnectFunction",
+    "$default": "DefaultFunction",
+    "run_job": "RunJobFunction",
+    "cancel_job": "CancelJobFunction",
+    "get_job": "JobQueriesFunction",
+    "list_jobs": "JobQueriesFunction",
+    "save_workflow": "SaveWorkflowFunction",
+}
+PUSHERS = {"RunJobFunction", "CancelJobFunction", "JobQueriesFunction", "SaveWorkflowFunction", "DefaultFunction", "NotifyFunction"}
+SECRET_READERS = {"RunJobFunction", "CancelJobFunction", "PollFunction"}
+MANAGE_CONNECTIONS_ARN = (
+    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${Stage}/POST/@connections/*"
+)
+LAMBDA_SERVICE_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+TEST_SUBSTITUTIONS = {
+    "PollFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:poll",
+    "NotifyFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:notify",
+    "ExecutionTimeoutSeconds": "4500",
+}
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    tpl, errors = decode(str(TEMPLATE_PATH))
+    assert not errors, [str(e) for e in errors]
+    assert tpl is not None
+    return json.loads(json.dumps(tpl))  # plain dicts/lists, no cfn-lint node classes
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict[str, Any]:
+    return load_definition_dict(TEST_SUBSTITUTIONS, ASL_PATH)
+
+
+def of_type(resources: Mapping[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in resources.items() if v["Type"] == rtype}
+
+
+def sub_text(value: Any) -> str:
+    assert isinstance(value, dict), f"expected a !Sub, got {value!r}"
+    assert "Fn::Sub" in value, f"expected a !Sub, got {value!r}"
+    text = value["Fn::Sub"]
+    assert isinstance(text, str)
+    return text
+
+
+def sub_refs(value: Any) -> set[str]:
+    return set(re.findall(r"\$\{([A-Za-z0-9:.]+)\}", sub_text(value)))
+
+
+def function_of_lambda_uri(uri: Any) -> str:
+    """The logical id of the function an API Gateway Lambda URI points at."""
+    refs = {r.removesuffix(".Arn") for r in sub_refs(uri) if r.endswith(".Arn")}
+    assert len(refs) == 1, uri
+    assert sub_text(uri).endswith("/invocations")
+    return refs.pop()
+
+
+def effective_function(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
+    """A function's properties as SAM sees them after merging Globals (maps merged, lists
+    appended, scalars overridden)."""
+    merged: dict[str, Any] = json.loads(json.dumps(template.get("Globals", {}).get("Function", {})))
+    for key, value in template["Resources"][logical_id]["Properties"].items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        elif isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = merged[key] + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def policy_statements(props: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    for policy in props.get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            yield from policy["Statement"]
+
+
+def actions(statement: Mapping[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
+
+
+def statements_with(resources: Mapping[str, Any], logical_id: str, action_prefix: str) -> list[dict[str, Any]]:
+    """The inline statements of a function's policies granting an action that starts with ``action_prefix``."""
+    return [
+        s
+        for s in policy_statements(resources[logical_id]["Properties"])
+        if any(a.startswith(action_prefix) for a in actions(s))
+    ]
+
+
+def docs_section(title: str) -> str:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}.*?$(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"docs/architecture.md has no '## {title}' section"
+    return match.group(1)
+
+
+# ------------------------------------------------------------------------------ WebSocket API
+
+
+def test_is_a_sam_template(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_websocket_api_routes_on_the_command_field(resources: dict[str, Any]) -> None:
+    (api,) = of_type(resources, "AWS::ApiGatewayV2::Api").values()
+    assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.command"
+
+
+def test_every_route_reaches_its_function_through_a_proxy_integration(resources: dict[str, Any]) -> None:
+    routes = of_type(resources, "AWS::ApiGatewayV2::Route")
+    integrations = of_type(resources, "AWS::ApiGatewayV2::Integration")
+    found: dict[str, str] = {}
+    for route in routes.values():
+        props = route["Properties"]
+        assert props["ApiId"] == {"Ref": "WebSocketApi"}
+        (integration_id,) = sub_refs(props["Target"])
+        assert sub_text(props["Target"]) == f"integrations/${{{integration_id}}}"
+        integration = integrations[integration_id]["Properties"]
+        assert integration["IntegrationType"] == "AWS_PROXY"
+        assert integration["ApiId"] == {"Ref": "WebSocketApi"}
+        found[props["RouteKey"]] = function_of_lambda_uri(integration["IntegrationUri"])
+    assert found == ROUTES
+
+
+def test_only_connect_is_authorized_by_the_token_authorizer(resources: dict[str, Any]) -> None:
+    (auth_id, authorizer), *_ = of_type(resources, "AWS::ApiGatewayV2::Authorizer").items()
+    props = authorizer["Properties"]
+    assert props["AuthorizerType"] == "REQUEST"
+    assert props["IdentitySource"] == ["route.request.querystring.token"]
+    assert function_of_lambda_uri(props["AuthorizerUri"]) == "AuthorizerFunction"
+    for route in of_type(resources, "AWS::ApiGatewayV2::Route").values():
+        rprops = route["Properties"]
+        if rprops["RouteKey"] == "$connect":
+            assert rprops["AuthorizationType"] == "CUSTOM"
+            assert rprops["AuthorizerId"] == {"Ref": auth_id}
+        else:
+            assert rprops.get("AuthorizationType", "NONE") == "NONE"
+
+
+def test_api_gateway_may_invoke_each_websocket_function_from_this_api_only(resources: dict[str, Any]) -> None:
+    permissions = of_type(resources, "AWS::Lambda::Permission").values()
+    allowed = {}
+    for perm in permissions:
+        props = perm["Properties"]
+        assert props["Principal"] == "apigateway.amazonaws.com"
+        assert props["Action"] == "lambda:InvokeFunction"
+        assert sub_text(props["SourceArn"]).startswith(
+            "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/"
+        )
+        allowed[props["FunctionName"]["Ref"]] = props
+    assert set(allowed) == set(ROUTES.values()) | {"AuthorizerFunction"}
+
+
+def test_deployment_waits_for_every_route(resources: dict[str, Any]) -> None:
+    (deployment,) = of_type(resources, "AWS::ApiGatewayV2::Deployment").values()
+    assert set(deployment["DependsOn"]) == set(of_type(resources, "AWS::ApiGatewayV2::Route"))
+
+
+def test_stage_throttles_and_writes_json_access_logs(resources: dict[str, Any]) -> None:
+    (stage,) = of_type(resources, "AWS::ApiGatewayV2::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == {"Ref": "Stage"}
+    assert props["DeploymentId"] == {"Ref": "Deployment"}
+    settings = props["DefaultRouteSettings"]
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ThrottlingBurstLimit"}
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
+    assert settings["DataTraceEnabled"] is False  # message bodies carry prompts and settings
+    log_group = props["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    fmt = json.loads(props["AccessLogSettings"]["Format"])
+    assert {"requestId", "connectionId", "routeKey", "status", "error"} <= set(fmt)
+    assert fmt["connectionId"] == "$context.connectionId"
+
+
+# ------------------------------------------------------------------------------ functions
+
+
+def test_functions_are_exactly_the_documented_ones(resources: dict[str, Any]) -> None:
+    assert set(of_type(resources, "AWS::Serverless::Function")) == set(FUNCTIONS)
+    documented = set(re.findall(r"^\| `(\w+)` \|", docs_section("Functions"), re.M))
+    assert documented == set(FUNCTIONS.values())
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_function_runtime_architecture_layer_and_code(template: dict[str, Any], logical_id: str) -> None:
+    props = effective_function(template, logical_id)
+    name = FUNCTIONS[logical_id]
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Handler"] == "app.handler"
+    assert props["Tracing"] == "Active"
+    assert props["Layers"] == [{"Ref": "ComfyrouteLayer"}]
+    assert props["CodeUri"] == f"functions/{name}/"
+    assert (ROOT / "functions" / name / "app.py").is_file(), f"functions/{name}/app.py is missing"
+    # Well under API Gateway's and Step Functions' limits, and long enough to do something.
+    assert 3 <= props["Timeout"] <= 900
+    assert 128 <= props["MemorySize"] <= 10240
+
+
+def test_poll_and_submit_get_more_time_than_the_quick_handlers(template: dict[str, Any]) -> None:
+    timeout = {lid: effective_function(template, lid)["Timeout"] for lid in FUNCTIONS}
+    quick = max(timeout[f] for f in ("AuthorizerFunction", "ConnectFunction", "DisconnectFunction", "DefaultFunction"))
+    assert timeout["PollFunction"] > timeout["RunJobFunction"] > quick
+
+
+def test_layer_is_built_from_the_library_with_its_requirements(resources: dict[str, Any]) -> None:
+    layer = resources["ComfyrouteLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/comfyroute/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    requirements = (ROOT / "layers" / "comfyroute" / "requirements.txt").read_text()
+    assert "pydantic" in requirements
+    assert (ROOT / "layers" / "comfyroute" / "comfyroute" / "__init__.py").is_file()
+
+
+def test_globals_set_every_documented_environment_variable(template: dict[str, Any]) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", docs_section("Environment variables")))
+    assert len(documented) >= 20
+    assert documented <= set(env), sorted(documented - set(env))
+    assert env["SECRETS_PREFIX"] == "comfyroute"
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    assert env["JOB_TIMEOUT_SECONDS"] == {"Ref": "JobTimeoutSeconds"}
+    assert env["POLL_INTERVAL_CAP_SECONDS"] == {"Ref": "PollIntervalCapSeconds"}
+    assert env["OUTPUT_RETENTION_DAYS"] == {"Ref": "OutputRetentionDays"}
+    assert env["RUNPOD_API_BASE"] == {"Ref": "RunPodApiBase"}
+    assert sub_text(env["WEBSOCKET_ENDPOINT"]) == (
+        "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
+    )
+
+
+def test_state_machine_arn_env_names_the_state_machine_without_a_cycle(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    name = sub_text(resources["JobStateMachine"]["Properties"]["Name"])
+    assert sub_text(env["STATE_MACHINE_ARN"]) == (
+        f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:{name}"
+    )
+    # poll/notify carry this variable and the state machine references them: no !Ref allowed.
+    assert "JobStateMachine" not in json.dumps(env)
+
+
+# ------------------------------------------------------------------------------ IAM
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_manage_connections_only_for_pushers_and_scoped_to_the_stage(
+    resources: dict[str, Any], logical_id: str
+) -> None:
+    statements = statements_with(resources, logical_id, "execute-api:ManageConnections")
+    if logical_id in PUSHERS:
+        assert statements, f"{logical_id} pushes messages but may not"
+    else:
+        assert not statements, f"{logical_id} does not push but may"
+    for s in statements:
+        assert actions(s) == {"execute-api:ManageConnections"}
+        assert sub_text(s["Resource"]) == MANAGE_CONNECTIONS_ARN
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_secrets_only_for_executor_users_and_only_under_the_prefix(resources: dict[str, Any], logical_id: str) -> None:
+    statements = statements_with(resources, logical_id, "secretsmanager:")
+    assert bool(statements) == (logical_id in SECRET_READERS)
+    for s in statements:
+        assert actions(s) == {"secretsmanager:GetSecretValue"}
+        assert sub_text(s["Resource"]) == (
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:comfyroute/*"
+        )
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_no_function_statement_has_a_wildcard_resource(resources: dict[str, Any], logical_id: str) -> None:
+    for s in policy_statements(resources[logical_id]["Properties"]):
+        assert s["Resource"] != "*", f"{logical_id}: {s}"
+        assert "*" not in actions(s)
+
+
+def test_submit_starts_and_cancel_stops_only_this_state_machine(resources: dict[str, Any]) -> None:
+    submit = statements_with(resources, "RunJobFunction", "states:StartExecution")
+    assert [s["Resource"] for s in submit] == [{"Ref": "JobStateMachine"}]
+    cancel = statements_with(resources, "CancelJobFunction", "states:StopExecution")
+    name = sub_text(resources["JobStateMachine"]["Properties"]["Name"])
+    assert [sub_text(s["Resource"]) for s in cancel] == [
+        f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:{name}:*"
+    ]
+    others = set(FUNCTIONS) - {"RunJobFunction", "CancelJobFunction"}
+    for lid in others:
+        assert not statements_with(resources, lid, "states:"), lid
+
+
+def test_table_access_follows_what_each_function_does(resources: dict[str, Any]) -> None:
+    def tables(lid: str, template_name: str) -> set[str]:
+        return {
+            p[template_name]["TableName"]["Ref"]
+            for p in resources[lid]["Properties"].get("Policies", [])
+            if isinstance(p, dict) and template_name in p
+        }
+
+    assert tables("AuthorizerFunction", "DynamoDBReadPolicy") == {"ApiKeysTable"}
+    assert tables("AuthorizerFunction", "DynamoDBCrudPolicy") == set()
+    assert tables("JobQueriesFunction", "DynamoDBReadPolicy") == {"JobsTable"}
+    # ...plus UpdateItem alone, to move a running job to the client's new connection.
+    jobs_statements = [
+        st
+        for p in resources["JobQueriesFunction"]["Properties"]["Policies"]
+        if isinstance(p, dict) and "Statement" in p
+        for st in p["Statement"]
+        if st.get("Sid") == "FollowJobOnNewConnection"
+    ]
+    assert [(st["Action"], st["Resource"]) for st in jobs_statements] == [
+        ("dynamodb:UpdateItem", {"Fn::GetAtt": ["JobsTable", "Arn"]})
+    ]
+    assert tables("RunJobFunction", "DynamoDBCrudPolicy") >= {"JobsTable", "IdempotencyTable"}
+    assert tables("RunJobFunction", "DynamoDBReadPolicy") == {"WorkflowsTable"}
+    assert tables("SaveWorkflowFunction", "DynamoDBCrudPolicy") >= {"WorkflowsTable"}
+    assert "ApiKeysTable" not in {
+        t
+        for lid in FUNCTIONS
+        if lid != "AuthorizerFunction"
+        for t in tables(lid, "DynamoDBReadPolicy") | tables(lid, "DynamoDBCrudPolicy")
+    }
+
+
+# ------------------------------------------------------------------------------ state
+
+
+EXPECTED_TABLES = {
+    # env var: (hash key, range key, TTL attribute, point-in-time recovery) — docs/architecture.md
+    "CONNECTIONS_TABLE": (("connection_id", "S"), None, "ttl", False),
+    "JOBS_TABLE": (("job_id", "S"), None, "ttl", True),
+    "WORKFLOWS_TABLE": (("user_id", "S"), ("workflow_id", "S"), None, True),
+    "IDEMPOTENCY_TABLE": (("id", "S"), None, "expiration", False),
+    "API_KEYS_TABLE": (("key_hash", "S"), None, None, True),
+}
+
+
+@pytest.mark.parametrize("env_name", sorted(EXPECTED_TABLES))
+def test_table_keys_ttl_and_protection(template: dict[str, Any], env_name: str) -> None:
+    logical_id = template["Globals"]["Function"]["Environment"]["Variables"][env_name]["Ref"]
+    table = template["Resources"][logical_id]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    props = table["Properties"]
+    hash_key, range_key, ttl, pitr = EXPECTED_TABLES[env_name]
+    attr_types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    schema = {k["KeyType"]: k["AttributeName"] for k in props["KeySchema"]}
+    assert (schema["HASH"], attr_types[schema["HASH"]]) == hash_key
+    if range_key:
+        assert (schema["RANGE"], attr_types[schema["RANGE"]]) == range_key
+    else:
+        assert "RANGE" not in schema
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    if ttl:
+        assert props["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+    else:
+        assert "TimeToLiveSpecification" not in props
+    assert props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled", False) is pitr
+
+
+def test_jobs_table_has_the_by_user_index(resources: dict[str, Any]) -> None:
+    props = resources["JobsTable"]["Properties"]
+    attr_types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_user"
+    keys = {k["KeyType"]: k["AttributeName"] for k in index["KeySchema"]}
+    assert keys == {"HASH": "user_id", "RANGE": "created_at"}
+    assert attr_types["user_id"] == "S"
+    assert attr_types["created_at"] == "N"
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+
+
+def test_outputs_bucket_is_private_encrypted_and_expires_job_outputs(resources: dict[str, Any]) -> None:
+    props = resources["OutputsBucket"]["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    expiring = [r for r in props["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert expiring == [
+        {
+            "Id": "expire-job-outputs",
+            "Status": "Enabled",
+            "Prefix": "jobs/",
+            "ExpirationInDays": {"Ref": "OutputRetentionDays"},
+        }
+    ]
+
+
+def test_outputs_bucket_refuses_plain_http(resources: dict[str, Any]) -> None:
+    (policy,) = [
+        p
+        for p in of_type(resources, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": "OutputsBucket"}
+    ]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert {"Fn::GetAtt": ["OutputsBucket", "Arn"]} in statement["Resource"]
+
+
+# ------------------------------------------------------------------------------ state machine
+
+
+def test_state_machine_resource_fills_every_placeholder(resources: dict[str, Any]) -> None:
+    sm = resources["JobStateMachine"]
+    assert sm["Type"] == "AWS::Serverless::StateMachine"
+    props = sm["Properties"]
+    assert props["Type"] == "STANDARD"
+    assert (ROOT / props["DefinitionUri"]).resolve() == ASL_PATH
+    subs = props["DefinitionSubstitutions"]
+    assert set(subs) == placeholders(ASL_PATH.read_text()) == REQUIRED_SUBSTITUTIONS
+    assert subs["PollFunctionArn"] == {"Fn::GetAtt": ["PollFunction", "Arn"]}
+    assert subs["NotifyFunctionArn"] == {"Fn::GetAtt": ["NotifyFunction", "Arn"]}
+    assert subs["ExecutionTimeoutSeconds"] == {
+        "Fn::FindInMap": ["JobTimeouts", {"Ref": "JobTimeoutSeconds"}, "ExecutionTimeoutSeconds"]
+    }
+    assert props["Logging"]["IncludeExecutionData"] is False
+    assert props["Logging"]["Level"] in {"ERROR", "ALL"}
+    assert props["Tracing"] == {"Enabled": True}
+    invokes = [p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p]
+    assert sorted(invokes) == ["NotifyFunction", "PollFunction"]
+    assert not any("lambda:" in a for s in policy_statements(props) for a in actions(s))
+
+
+def test_execution_timeout_leaves_poll_room_to_time_the_job_out(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    job_timeouts = params["JobTimeoutSeconds"]["AllowedValues"]
+    assert params["JobTimeoutSeconds"]["Default"] in job_timeouts
+    longest_wait = params["PollIntervalCapSeconds"]["MaxValue"]
+    poll_timeout = effective_function(template, "PollFunction")["Timeout"]
+    notify_timeout = effective_function(template, "NotifyFunction")["Timeout"]
+    mapping = template["Mappings"]["JobTimeouts"]
+    for job in job_timeouts:
+        execution = int(mapping[str(job)]["ExecutionTimeoutSeconds"])
+        # After the deadline passes Poll may still be waiting (up to the cap) and then needs its
+        # own run time to cancel and record timed_out, and NotifyFinal must still get to run,
+        # before the execution itself times out.
+        assert execution > int(job) + longest_wait + poll_timeout + notify_timeout, job
+
+
+def test_template_parameters_and_outputs(template: dict[str, Any]) -> None:
+    assert {
+        "Stage",
+        "JobTimeoutSeconds",
+        "PollIntervalCapSeconds",
+        "OutputRetentionDays",
+        "RunPodApiBase",
+        "LogLevel",
+        "ThrottlingBurstLimit",
+        "ThrottlingRateLimit",
+    } <= set(template["Parameters"])
+    outputs = template["Outputs"]
+    assert sub_text(outputs["WebSocketUrl"]["Value"]).startswith("wss://${WebSocketApi}.execute-api.")
+    assert sub_text(outputs["ManagementApiUrl"]["Value"]).startswith("https://${WebSocketApi}.execute-api.")
+    assert outputs["OutputsBucketName"]["Value"] == {"Ref": "OutputsBucket"}
+    assert outputs["StateMachineArn"]["Value"] == {"Ref": "JobStateMachine"}
+    for table in ("ConnectionsTable", "JobsTable", "WorkflowsTable", "IdempotencyTable", "ApiKeysTable"):
+        assert outputs[f"{table}Name"]["Value"] == {"Ref": table}
+
+
+# ------------------------------------------------------------------------------ ASL
+
+
+def targets(state: Mapping[str, Any]) -> set[str]:
+    found = {state[k] for k in ("Next", "Default") if k in state}
+    found |= {c["Next"] for c in state.get("Choices", [])}
+    found |= {c["Next"] for c in state.get("Catch", [])}
+    return found
+
+
+def test_definition_parses_and_every_transition_exists(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    assert asl["StartAt"] in states
+    assert asl["TimeoutSeconds"] == 4500
+    for name, state in states.items():
+        missing = targets(state) - set(states)
+        assert not missing, f"{name} goes to unknown states {missing}"
+        terminal = state["Type"] in {"Succeed", "Fail"} or state.get("End") is True
+        assert terminal or targets(state), f"{name} has nowhere to go"
+    # Every state is reachable from StartAt.
+    seen, todo = set(), [asl["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(targets(states[name]))
+    assert seen == set(states)
+
+
+def test_definition_is_the_documented_loop(asl: dict[str, Any]) -> None:
+    s = asl["States"]
+    assert s[asl["StartAt"]] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "Poll"}
+    poll = s["Poll"]
+    assert poll["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert poll["Parameters"] == {
+        "FunctionName": TEST_SUBSTITUTIONS["PollFunctionArn"],
+        "Payload": {"job_id.$": "$.job_id", "polls.$": "$.polls"},
+    }
+    assert poll["OutputPath"] == "$.Payload"
+    choice = s[poll["Next"]]
+    assert choice["Type"] == "Choice"
+    assert choice["Default"] == "Wait"
+    assert [c["Next"] for c in choice["Choices"]] == ["NotifyFinal", "NotifyProgress"]
+    assert s["NotifyProgress"]["Next"] == "Wait"
+    assert s[s["NotifyFinal"]["Next"]]["Type"] == "Succeed"
+    assert s[s["MarkFailed"]["Next"]]["Type"] == "Fail"
+    for notify, final in (("NotifyProgress", False), ("NotifyFinal", True)):
+        assert s[notify]["Parameters"] == {
+            "FunctionName": TEST_SUBSTITUTIONS["NotifyFunctionArn"],
+            "Payload": {"job_id.$": "$.job_id", "final": final},
+        }
+        # Notify's answer is dropped so the loop state (job_id, polls, wait_seconds) carries on.
+        assert s[notify]["ResultPath"] is None
+    assert s["MarkFailed"]["Parameters"]["Payload"] == {"job_id.$": "$.job_id", "final": True, "failure.$": "$.error"}
+
+
+def test_tasks_retry_lambda_faults_and_their_own_named_errors(asl: dict[str, Any]) -> None:
+    s = asl["States"]
+    own = {
+        "Poll": "ExecutorUnavailable",
+        "NotifyProgress": "Throttled",
+        "NotifyFinal": "Throttled",
+        "MarkFailed": "Throttled",
+    }
+    for name, error in own.items():
+        retries = s[name]["Retry"]
+        retried = [set(r["ErrorEquals"]) for r in retries]
+        assert LAMBDA_SERVICE_ERRORS in retried, name
+        assert {error} in retried, name
+        for r in retries:
+            assert r["MaxAttempts"] >= 2, (name, r)
+            assert r["BackoffRate"] > 1, (name, r)
+    # Poll is idempotent, so it alone also retries AWS SDK errors boto3 gave up on.
+    assert any("ClientError" in r["ErrorEquals"] for r in s["Poll"]["Retry"])
+    for name in ("NotifyProgress", "NotifyFinal", "MarkFailed"):
+        assert not any("ClientError" in r["ErrorEquals"] for r in s[name]["Retry"]), name
+    poll_named = next(r for r in s["Poll"]["Retry"] if r["ErrorEquals"] == ["ExecutorUnavailable"])
+    lambda_retry = next(r for r in s["Poll"]["Retry"] if set(r["ErrorEquals"]) == LAMBDA_SERVICE_ERRORS)
+    assert poll_named["MaxAttempts"] > lambda_retry["MaxAttempts"]
+    assert poll_named["IntervalSeconds"] > lambda_retry["IntervalSeconds"]
+
+
+def test_every_task_but_mark_failed_is_caught_into_mark_failed(asl: dict[str, Any]) -> None:
+    s = asl["States"]
+    for name in ("Poll", "NotifyProgress", "NotifyFinal"):
+        # ResultPath keeps the state (and so job_id) and adds the error beside it.
+        assert s[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}]
+    (catch,) = s["MarkFailed"]["Catch"]
+    assert s[catch["Next"]]["Type"] == "Fail"
+    assert catch["ResultPath"] != "$.error"  # the original failure is what the execution reports
+
+
+def test_error_names_match_the_library_exception_classes() -> None:
+    # Lambda reports an unhandled exception's class name as the error the ASL matches on.
+    from comfyroute.aws.push import Throttled
+    from comfyroute.executors.base import ExecutorUnavailable
+
+    text = ASL_PATH.read_text()
+    for cls in (ExecutorUnavailable, Throttled):
+        assert f'"{cls.__name__}"' in text
+
+
+def test_load_definition_names_missing_substitutions() -> None:
+    with pytest.raises(DefinitionError, match="ExecutionTimeoutSeconds"):
+        load_definition({k: v for k, v in TEST_SUBSTITUTIONS.items() if k != "ExecutionTimeoutSeconds"}, ASL_PATH)
+
+
+def test_load_definition_rejects_a_result_that_is_not_json(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.asl.json"
+    broken.write_text('{"TimeoutSeconds": ${T}')
+    with pytest.raises(DefinitionError, match="not valid JSON"):
+        load_definition({"T": "1"}, broken)
+
+
+# ------------------------------------------------------------------------------ samconfig
+
+
+def test_samconfig_deploys_this_template(template: dict[str, Any]) -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["version"] == 0.1
+    assert config["default"]["global"]["parameters"]["stack_name"] == "comfyroute"
+    assert config["default"]["validate"]["parameters"]["lint"] is True
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    overrides = dict(re.findall(r'(\w+)="([^"]*)"', deploy["parameter_overrides"]))
+    assert overrides
+    for name, value in overrides.items():
+        param = template["Parameters"][name]
+        if "AllowedValues" in param:
+            assert value in [str(v) for v in param["AllowedValues"]], name

@@ -1,0 +1,469 @@
+"""The dev WebSocket gateway behaves like API Gateway: authorizer, routing, event shapes,
+limits, timeouts and the Management API — with small Python callables as handlers."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from aws_lambda_powertools.utilities.parser.models import (
+    APIGatewayWebSocketConnectEventModel,
+    APIGatewayWebSocketDisconnectEventModel,
+    APIGatewayWebSocketMessageEventModel,
+)
+from botocore.config import Config
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from comfyroute_tools.dev.gateway import Gateway, GatewayConfig, policy_allows, select_route
+
+TIMEOUT = 5.0
+GOOD_TOKEN = "good-token"
+DENIED_TOKEN = "denied-token"
+
+
+def allow_or_deny(event: dict[str, Any]) -> dict[str, Any]:
+    """An authorizer in the shape ours returns: Allow with a user id, Deny otherwise."""
+    token = (event.get("queryStringParameters") or {}).get("token")
+    if token == "raise":
+        raise Exception("Unauthorized")
+    effect = "Allow" if token == GOOD_TOKEN else "Deny"
+    policy: dict[str, Any] = {
+        "principalId": "alice" if effect == "Allow" else "anonymous",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": [event["methodArn"]]}],
+        },
+    }
+    if effect == "Allow":
+        policy["context"] = {"user_id": "alice"}
+    return policy
+
+
+class Recorder:
+    """Route handlers that record every event they get, per route key."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, queue.Queue[dict[str, Any]]] = {}
+        self.authorizer_events: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def route(self, key: str, result: Any = None) -> Callable[[dict[str, Any]], Any]:
+        q = self.events.setdefault(key, queue.Queue())
+
+        def handler(event: dict[str, Any]) -> Any:
+            q.put(event)
+            return result if result is not None else {"statusCode": 200}
+
+        return handler
+
+    def authorizer(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.authorizer_events.put(event)
+        return allow_or_deny(event)
+
+    def next(self, key: str) -> dict[str, Any]:
+        return self.events[key].get(timeout=TIMEOUT)
+
+    def none_for(self, key: str) -> bool:
+        return self.events[key].empty()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def start_gateway(recorder: Recorder, **config: Any) -> Gateway:
+    routes = {
+        key: recorder.route(key)
+        for key in ("$connect", "$disconnect", "$default", "run_job", "get_job")
+    }
+    gw = Gateway(routes, recorder.authorizer, GatewayConfig(**config))
+    gw.start("127.0.0.1", 0)
+    return gw
+
+
+@pytest.fixture
+def gateway(recorder: Recorder) -> Iterator[Gateway]:
+    gw = start_gateway(recorder)
+    yield gw
+    gw.stop()
+
+
+def open_ws(gw: Gateway, token: str | None = GOOD_TOKEN) -> ClientConnection:
+    url = f"{gw.ws_url}/" + (f"?token={token}" if token is not None else "")
+    return connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, max_size=None)
+
+
+def drain(ws: ClientConnection) -> None:
+    """Receive until the server closes the socket (raises ConnectionClosed)."""
+    while True:
+        ws.recv(timeout=TIMEOUT)
+
+
+def management(gw: Gateway) -> Any:
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=gw.http_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+# --------------------------------------------------------------------------- $connect + authorizer
+
+
+def test_missing_token_is_401_without_calling_the_authorizer(gateway: Gateway, recorder: Recorder) -> None:
+    with pytest.raises(InvalidStatus) as err:
+        open_ws(gateway, token=None)
+    assert err.value.response.status_code == 401
+    assert recorder.authorizer_events.empty()
+    assert recorder.none_for("$connect")
+    assert gateway.connections == {}
+
+
+def test_denied_token_is_403_and_connect_never_runs(gateway: Gateway, recorder: Recorder) -> None:
+    with pytest.raises(InvalidStatus) as err:
+        open_ws(gateway, token=DENIED_TOKEN)
+    assert err.value.response.status_code == 403
+    assert recorder.authorizer_events.get(timeout=TIMEOUT)["queryStringParameters"]["token"] == DENIED_TOKEN
+    assert recorder.none_for("$connect")
+    assert gateway.connections == {}
+
+
+def test_authorizer_raising_unauthorized_is_401(gateway: Gateway, recorder: Recorder) -> None:
+    with pytest.raises(InvalidStatus) as err:
+        open_ws(gateway, token="raise")
+    assert err.value.response.status_code == 401
+    assert recorder.none_for("$connect")
+
+
+def test_connect_refusal_status_reaches_the_client(recorder: Recorder) -> None:
+    routes = {"$connect": recorder.route("$connect", {"statusCode": 409, "body": "no"})}
+    gw = Gateway(routes, recorder.authorizer, GatewayConfig())
+    gw.start("127.0.0.1", 0)
+    try:
+        with pytest.raises(InvalidStatus) as err:
+            open_ws(gw)
+        assert err.value.response.status_code == 409
+        assert gw.connections == {}
+    finally:
+        gw.stop()
+
+
+def test_authorizer_event_has_the_request_authorizer_shape(gateway: Gateway, recorder: Recorder) -> None:
+    with open_ws(gateway):
+        event = recorder.authorizer_events.get(timeout=TIMEOUT)
+    assert event["type"] == "REQUEST"
+    assert event["methodArn"] == "arn:aws:execute-api:us-east-1:123456789012:devwsapi01/dev/$connect"
+    assert event["queryStringParameters"] == {"token": GOOD_TOKEN}
+    assert event["multiValueQueryStringParameters"] == {"token": [GOOD_TOKEN]}
+    assert "Sec-WebSocket-Key" in event["headers"]
+    ctx = event["requestContext"]
+    assert ctx["routeKey"] == "$connect"
+    assert ctx["eventType"] == "CONNECT"
+    assert ctx["apiId"] == "devwsapi01"
+    assert ctx["stage"] == "dev"
+    assert ctx["domainName"] == gateway.domain_name
+    assert ctx["connectionId"]
+    assert "authorizer" not in ctx
+
+
+def test_accepted_connect_gets_the_policy_context(gateway: Gateway, recorder: Recorder) -> None:
+    with open_ws(gateway):
+        event = recorder.next("$connect")
+        auth_event = recorder.authorizer_events.get(timeout=TIMEOUT)
+    APIGatewayWebSocketConnectEventModel.model_validate(event)
+    ctx = event["requestContext"]
+    assert ctx["authorizer"]["user_id"] == "alice"
+    assert ctx["authorizer"]["principalId"] == "alice"
+    # The authorizer and $connect see the same connection.
+    assert ctx["connectionId"] == auth_event["requestContext"]["connectionId"]
+    assert event["queryStringParameters"]["token"] == GOOD_TOKEN
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_message_is_routed_by_command_with_the_message_event_shape(gateway: Gateway, recorder: Recorder) -> None:
+    body = json.dumps({"command": "run_job", "data": {"prompt": {}}})
+    with open_ws(gateway) as ws:
+        conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+        ws.send(body)
+        event = recorder.next("run_job")
+    APIGatewayWebSocketMessageEventModel.model_validate(event)
+    assert event["body"] == body
+    assert event["isBase64Encoded"] is False
+    ctx = event["requestContext"]
+    assert ctx["routeKey"] == "run_job"
+    assert ctx["eventType"] == "MESSAGE"
+    assert ctx["messageDirection"] == "IN"
+    assert ctx["connectionId"] == conn_id
+    assert ctx["authorizer"]["user_id"] == "alice"
+    for key in ("domainName", "stage", "apiId", "requestId", "messageId", "connectedAt", "requestTimeEpoch"):
+        assert ctx[key], key
+    assert ctx["requestTimeEpoch"] >= ctx["connectedAt"]
+    assert recorder.none_for("$default")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        json.dumps({"command": "no_such_command"}),
+        "this is not JSON",
+        json.dumps({"data": {}}),
+        json.dumps(["run_job"]),
+        json.dumps({"command": "$connect"}),
+    ],
+)
+def test_unroutable_frames_go_to_default(gateway: Gateway, recorder: Recorder, frame: str) -> None:
+    with open_ws(gateway) as ws:
+        ws.send(frame)
+        event = recorder.next("$default")
+    assert event["requestContext"]["routeKey"] == "$default"
+    assert event["body"] == frame
+    assert recorder.none_for("run_job")
+
+
+def test_message_of_128kb_is_accepted_and_one_byte_more_closes_with_1009(gateway: Gateway, recorder: Recorder) -> None:
+    limit = 128 * 1024
+    with open_ws(gateway) as ws:
+        ws.send("x" * limit)
+        assert len(recorder.next("$default")["body"]) == limit
+        ws.send("x" * (limit + 1))
+        with pytest.raises(ConnectionClosed) as err:
+            ws.recv(timeout=TIMEOUT)
+    assert err.value.rcvd is not None
+    assert err.value.rcvd.code == 1009
+    assert recorder.none_for("$default")
+    disconnect = recorder.next("$disconnect")
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 1009
+    assert disconnect["requestContext"]["disconnectReason"] == "Message too big"
+
+
+def test_handler_exception_gives_the_client_internal_server_error(recorder: Recorder) -> None:
+    def boom(event: dict[str, Any]) -> Any:
+        raise RuntimeError("bug")
+
+    routes = {"$connect": recorder.route("$connect"), "$default": boom}
+    gw = Gateway(routes, recorder.authorizer, GatewayConfig())
+    gw.start("127.0.0.1", 0)
+    try:
+        with open_ws(gw) as ws:
+            ws.send("hello")
+            reply = json.loads(ws.recv(timeout=TIMEOUT))
+        assert reply["message"] == "Internal server error"
+        assert reply["connectionId"]
+    finally:
+        gw.stop()
+
+
+# --------------------------------------------------------------------------- Management API
+
+
+def test_post_to_connection_reaches_the_socket(gateway: Gateway, recorder: Recorder) -> None:
+    client = management(gateway)
+    with open_ws(gateway) as ws:
+        conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+        client.post_to_connection(ConnectionId=conn_id, Data=b'{"type":"pong"}')
+        assert ws.recv(timeout=TIMEOUT) == '{"type":"pong"}'
+        info = client.get_connection(ConnectionId=conn_id)
+    assert info["Identity"]["SourceIp"] == "127.0.0.1"
+    assert info["ConnectedAt"] <= info["LastActiveAt"]
+
+
+def test_post_to_a_closed_connection_is_gone(gateway: Gateway, recorder: Recorder) -> None:
+    client = management(gateway)
+    with open_ws(gateway):
+        conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+    disconnect = recorder.next("$disconnect")
+    APIGatewayWebSocketDisconnectEventModel.model_validate(disconnect)
+    assert disconnect["requestContext"]["connectionId"] == conn_id
+    resp = requests.post(f"{gateway.http_url}/@connections/{conn_id}", data=b"x", timeout=TIMEOUT)
+    assert resp.status_code == 410
+    with pytest.raises(client.exceptions.GoneException):
+        client.post_to_connection(ConnectionId=conn_id, Data=b"late")
+    with pytest.raises(client.exceptions.GoneException):
+        client.get_connection(ConnectionId="neverExisted0001=")
+
+
+def test_post_under_the_stage_path_works_too(gateway: Gateway, recorder: Recorder) -> None:
+    with open_ws(gateway) as ws:
+        conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+        resp = requests.post(f"{gateway.http_url}/dev/@connections/{conn_id}", data=b"staged", timeout=TIMEOUT)
+        assert resp.status_code == 200
+        assert ws.recv(timeout=TIMEOUT) == "staged"
+
+
+def test_post_over_128kb_is_payload_too_large(gateway: Gateway, recorder: Recorder) -> None:
+    client = management(gateway)
+    with open_ws(gateway):
+        conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+        with pytest.raises(client.exceptions.PayloadTooLargeException):
+            client.post_to_connection(ConnectionId=conn_id, Data=b"x" * (128 * 1024 + 1))
+
+
+def test_delete_connection_closes_the_socket(gateway: Gateway, recorder: Recorder) -> None:
+    client = management(gateway)
+    with open_ws(gateway) as ws:
+        conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+        client.delete_connection(ConnectionId=conn_id)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=TIMEOUT)
+    disconnect = recorder.next("$disconnect")["requestContext"]
+    assert disconnect["connectionId"] == conn_id
+    assert disconnect["disconnectStatusCode"] == 1000
+    with pytest.raises(client.exceptions.GoneException):
+        client.delete_connection(ConnectionId=conn_id)
+
+
+def test_post_hook_sees_every_delivered_message(recorder: Recorder) -> None:
+    seen: list[tuple[str, bytes]] = []
+    routes = {"$connect": recorder.route("$connect")}
+    gw = Gateway(routes, recorder.authorizer, GatewayConfig(), on_post=lambda c, d: seen.append((c, d)))
+    gw.start("127.0.0.1", 0)
+    try:
+        with open_ws(gw) as ws:
+            conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+            management(gw).post_to_connection(ConnectionId=conn_id, Data=b"hello")
+            ws.recv(timeout=TIMEOUT)
+        assert seen == [(conn_id, b"hello")]
+    finally:
+        gw.stop()
+
+
+# --------------------------------------------------------------------------- timeouts and shutdown
+
+
+def test_idle_connection_is_closed_with_1001(recorder: Recorder) -> None:
+    gw = start_gateway(recorder, idle_timeout=0.3)
+    try:
+        with open_ws(gw) as ws, pytest.raises(ConnectionClosed) as err:
+            ws.recv(timeout=TIMEOUT)
+        assert err.value.rcvd is not None
+        assert err.value.rcvd.code == 1001
+        disconnect = recorder.next("$disconnect")
+        assert disconnect["requestContext"]["disconnectReason"] == "Idle timeout"
+    finally:
+        gw.stop()
+
+
+def test_messages_keep_a_connection_alive_until_max_duration(recorder: Recorder) -> None:
+    gw = start_gateway(recorder, idle_timeout=0.5, max_duration=1.0)
+    try:
+        with open_ws(gw) as ws:
+            # Activity resets the idle timer, but not the connection's maximum age.
+            stop = threading.Event()
+
+            def chatter() -> None:
+                while not stop.wait(0.1):
+                    try:
+                        ws.send("keepalive")
+                    except ConnectionClosed:
+                        return
+
+            t = threading.Thread(target=chatter, daemon=True)
+            t.start()
+            with pytest.raises(ConnectionClosed) as err:
+                drain(ws)
+            stop.set()
+            t.join(TIMEOUT)
+        assert err.value.rcvd is not None
+        assert err.value.rcvd.code == 1001
+        assert recorder.next("$disconnect")["requestContext"]["disconnectReason"] == "Maximum connection duration"
+    finally:
+        gw.stop()
+
+
+def test_stop_closes_sockets_with_1001_and_runs_disconnect(recorder: Recorder) -> None:
+    gw = start_gateway(recorder)
+    ws = open_ws(gw)
+    conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+    gw.stop()
+    with pytest.raises(ConnectionClosed) as err:
+        ws.recv(timeout=TIMEOUT)
+    assert err.value.rcvd is not None
+    assert err.value.rcvd.code == 1001
+    disconnect = recorder.next("$disconnect")["requestContext"]
+    assert disconnect["connectionId"] == conn_id
+    assert disconnect["disconnectStatusCode"] == 1001
+    assert gw.connections == {}
+
+
+# --------------------------------------------------------------------------- HTTP: health and web client
+
+
+def test_healthz_and_static_files(recorder: Recorder, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<h1>comfyroute</h1>")
+    (tmp_path / "app.js").write_text("export const x = 1;")
+    (tmp_path.parent / "secret.txt").write_text("not served")
+    gw = Gateway({}, None, GatewayConfig(web_dir=tmp_path))
+    gw.start("127.0.0.1", 0)
+    try:
+        assert requests.get(f"{gw.http_url}/healthz", timeout=TIMEOUT).json()["status"] == "ok"
+        index = requests.get(f"{gw.http_url}/", timeout=TIMEOUT)
+        assert index.status_code == 200
+        assert index.text == "<h1>comfyroute</h1>"
+        js = requests.get(f"{gw.http_url}/app.js", timeout=TIMEOUT)
+        assert js.headers["Content-Type"].startswith("text/javascript")
+        assert requests.get(f"{gw.http_url}/missing.css", timeout=TIMEOUT).status_code == 404
+        assert requests.get(f"{gw.http_url}/%2e%2e/secret.txt", timeout=TIMEOUT).status_code == 404
+    finally:
+        gw.stop()
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_select_route() -> None:
+    routes = {"$default": 1, "run_job": 1, "ping": 1}
+    expr = "$request.body.command"
+    assert select_route('{"command": "run_job"}', expr, routes) == "run_job"
+    assert select_route('{"command": "other"}', expr, routes) == "$default"
+    assert select_route('{"command": 3}', expr, routes) == "$default"
+    assert select_route("nope", expr, routes) == "$default"
+    assert select_route('{"a": {"b": "ping"}}', "$request.body.a.b", routes) == "ping"
+
+
+def test_policy_allows_needs_a_matching_allow_and_no_deny() -> None:
+    arn = "arn:aws:execute-api:us-east-1:1:api/dev/$connect"
+
+    def policy(*statements: dict[str, Any]) -> dict[str, Any]:
+        return {"policyDocument": {"Statement": list(statements)}}
+
+    allow_all = {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "arn:aws:execute-api:*"}
+    deny_this = {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": [arn]}
+    allow_other = {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "arn:aws:execute-api:eu-west-1:*"}
+    assert policy_allows(policy(allow_all), arn)
+    assert not policy_allows(policy(allow_all, deny_this), arn)
+    assert not policy_allows(policy(allow_other), arn)
+    assert not policy_allows(policy(), arn)
+
+
+def test_handshake_before_ready_is_503_starting_and_healthz_says_so(recorder: Recorder) -> None:
+    import requests
+    from websockets.exceptions import InvalidStatus
+
+    gw = Gateway({}, recorder.authorizer, GatewayConfig(), ready=False)
+    gw.start("127.0.0.1", 0)
+    try:
+        health = requests.get(f"{gw.http_url}/healthz", timeout=TIMEOUT)
+        assert health.status_code == 503
+        assert health.json()["status"] == "starting"
+        with pytest.raises(InvalidStatus) as err:
+            open_ws(gw)
+        assert err.value.response.status_code == 503
+        assert recorder.authorizer_events.empty()  # refused before any handler ran
+        gw.ready.set()
+        assert requests.get(f"{gw.http_url}/healthz", timeout=TIMEOUT).status_code == 200
+        open_ws(gw).close()
+    finally:
+        gw.stop()

@@ -1,0 +1,558 @@
+"""Every event in events/ through its handler, under moto, with executors faked by `responses`
+from the recordings of a real ComfyUI and the RunPod contract."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import boto3
+import pytest
+import responses
+from support import Stack, load_event
+from support.recordings import body, load_bytes, load_recording
+
+from comfyroute import auth
+from comfyroute.service import get_services
+
+CONN = "Yf3kGdLhIAMCJMw="
+COMFY = "http://127.0.0.1:8188"
+RUNPOD = "https://api.runpod.ai/v2/ep_123"
+TOKEN = load_event("authorizer")["queryStringParameters"]["token"]
+PNG = load_bytes("view_ok.png")
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def history_for(job_id: str, recording: str = "history_ok") -> dict[str, Any]:
+    """A recorded /history answer, re-keyed to our prompt id."""
+    (entry,) = body(recording).values()
+    return {job_id: entry}
+
+
+def fake_comfy(http: responses.RequestsMock, job_id: str, *, history: str | None = None) -> None:
+    ok = load_recording("post_prompt_custom_id")["resp"]["body"]
+    http.post(f"{COMFY}/prompt", json={**ok, "prompt_id": job_id})
+    http.get(f"{COMFY}/queue", json=body("queue_idle"))
+    http.get(f"{COMFY}/history/{job_id}", json=history_for(job_id, history) if history else {})
+    http.get(re.compile(rf"{re.escape(COMFY)}/view\?.*"), body=PNG, content_type="image/png")
+
+
+def connect(stack: Stack, user: str = "alice", connection_id: str = CONN) -> None:
+    get_services().connections.put(connection_id, user)
+
+
+def invoke(stack: Stack, function: str, event: dict[str, Any] | str, ctx: Any) -> Any:
+    if isinstance(event, str):
+        event = load_event(event)
+    return stack.handler(function)(event, ctx)
+
+
+def pushed(stack: Stack, type_: str | None = None, connection_id: str = CONN) -> list[dict[str, Any]]:
+    return stack.management.messages(connection_id, type_)
+
+
+# --------------------------------------------------------------------------- connection routes
+
+
+def test_authorizer_allows_a_known_token_with_the_user_in_context(stack, lambda_context):
+    auth.issue_token(get_services().api_keys, "alice", token=TOKEN)
+    policy = invoke(stack, "AuthorizerFunction", "authorizer", lambda_context)
+    assert policy["principalId"] == "alice"
+    assert policy["context"] == {"user_id": "alice"}
+    (statement,) = policy["policyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*"]
+
+
+def test_authorizer_denies_unknown_and_revoked_tokens(stack, lambda_context):
+    policy = invoke(stack, "AuthorizerFunction", "authorizer_bad_token", lambda_context)
+    assert [s["Effect"] for s in policy["policyDocument"]["Statement"]] == ["Deny"]
+    assert "context" not in policy
+    keys = get_services().api_keys
+    auth.issue_token(keys, "alice", token=TOKEN)
+    keys.revoke(auth.hash_token(TOKEN))
+    policy = invoke(stack, "AuthorizerFunction", "authorizer", lambda_context)
+    assert [s["Effect"] for s in policy["policyDocument"]["Statement"]] == ["Deny"]
+
+
+def test_authorizer_without_token_is_unauthorized_and_never_logs_tokens(stack, lambda_context, capsys):
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        invoke(stack, "AuthorizerFunction", "authorizer_no_token", lambda_context)
+    auth.issue_token(get_services().api_keys, "alice", token=TOKEN)
+    invoke(stack, "AuthorizerFunction", "authorizer", lambda_context)
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
+
+
+def test_tokens_are_stored_hashed(stack):
+    auth.issue_token(get_services().api_keys, "alice", token=TOKEN)
+    items = stack.table("ApiKeysTable").scan()["Items"]
+    assert [i["key_hash"] for i in items] == [auth.hash_token(TOKEN)]
+    assert TOKEN not in json.dumps(items, default=str)
+
+
+def test_connect_and_disconnect_keep_the_connection_table(stack, lambda_context):
+    assert invoke(stack, "ConnectFunction", "connect", lambda_context) == {"statusCode": 200}
+    row = stack.table("ConnectionsTable").get_item(Key={"connection_id": CONN})["Item"]
+    assert row["user_id"] == "alice"
+    assert row["ttl"] > row["connected_at"]
+    assert invoke(stack, "DisconnectFunction", "disconnect", lambda_context) == {"statusCode": 200}
+    assert "Item" not in stack.table("ConnectionsTable").get_item(Key={"connection_id": CONN})
+
+
+def test_connect_without_authorizer_context_is_refused(stack, lambda_context):
+    event = load_event("connect")
+    del event["requestContext"]["authorizer"]
+    assert invoke(stack, "ConnectFunction", event, lambda_context) == {"statusCode": 401}
+
+
+def test_default_route_answers_ping_and_names_known_commands(stack, lambda_context):
+    connect(stack)
+    assert invoke(stack, "DefaultFunction", "default_ping", lambda_context) == {"statusCode": 200}
+    assert pushed(stack) == [{"type": "pong"}]
+    invoke(stack, "DefaultFunction", "default_unknown", lambda_context)
+    (error,) = pushed(stack, "error")
+    assert error["code"] == "unknown_command"
+    assert "launch_rockets" in error["message"]
+    for name in ("run_job", "cancel_job", "get_job", "list_jobs", "save_workflow", "ping"):
+        assert name in error["message"]
+
+
+def test_non_json_body_gets_an_error_not_an_exception(stack, lambda_context):
+    connect(stack)
+    event = load_event("default_ping")
+    event["body"] = "not json at all"
+    assert invoke(stack, "DefaultFunction", event, lambda_context) == {"statusCode": 200}
+    (error,) = pushed(stack, "error")
+    assert error["message"].startswith("message is not JSON")
+
+
+# --------------------------------------------------------------------------- run_job
+
+
+_STACK: Stack | None = None
+
+
+@pytest.fixture(autouse=True)
+def _current_stack(request):
+    global _STACK
+    _STACK = request.getfixturevalue("stack") if "stack" in request.fixturenames else None
+
+
+def _job(job_id: str) -> dict[str, Any]:
+    assert _STACK is not None
+    return _STACK.table("JobsTable").get_item(Key={"job_id": job_id}).get("Item", {})
+
+
+def test_run_job_submits_to_comfyui_records_and_starts_the_loop(stack, lambda_context, http):
+    connect(stack)
+    fake_comfy(http, "job-replay-1")
+    assert invoke(stack, "RunJobFunction", "run_job", lambda_context) == {"statusCode": 200}
+    sent = json.loads(http.calls[0].request.body)
+    assert sent["prompt_id"] == "job-replay-1"
+    assert sent["prompt"] == {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"filename_prefix": "replay", "images": ["2", 0]}},
+    }
+    job = _job("job-replay-1")
+    assert (job["status"], job["executor"], job["executor_job_id"], job["user_id"]) == (
+        "queued",
+        "local",
+        "job-replay-1",
+        "alice",
+    )
+    assert job["execution_arn"].endswith(":job-replay-1")
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    execution = sfn.describe_execution(executionArn=job["execution_arn"])
+    assert json.loads(execution["input"]) == {"job_id": "job-replay-1", "polls": 0, "wait_seconds": 0}
+    (update,) = pushed(stack, "job_update")
+    assert (update["job_id"], update["status"], update["executor"], update["workflow_id"]) == (
+        "job-replay-1",
+        "queued",
+        "local",
+        "wf-invert",
+    )
+
+
+def test_run_job_twice_with_the_same_id_starts_one_job(stack, lambda_context, http):
+    connect(stack)
+    fake_comfy(http, "job-replay-1")
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    posts = [c for c in http.calls if c.request.method == "POST" and c.request.url.endswith("/prompt")]
+    assert len(posts) == 1
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
+    assert [m["status"] for m in pushed(stack, "job_update")] == ["queued", "queued"]
+
+
+def test_run_job_with_someone_elses_job_id_is_a_conflict(stack, lambda_context, http):
+    connect(stack)
+    fake_comfy(http, "job-replay-1")
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    connect(stack, "bob", "bob-conn")
+    event = load_event("run_job")
+    event["requestContext"].update(connectionId="bob-conn", authorizer={"user_id": "bob", "principalId": "bob"})
+    invoke(stack, "RunJobFunction", event, lambda_context)
+    (error,) = pushed(stack, "error", "bob-conn")
+    assert error["code"] == "conflict"
+    assert _job("job-replay-1")["user_id"] == "alice"
+
+
+def test_invalid_graph_is_recorded_failed_and_explained(stack, lambda_context):
+    connect(stack)
+    invoke(stack, "RunJobFunction", "run_job_invalid", lambda_context)
+    job = _job("job-replay-3")
+    assert job["status"] == "failed"
+    assert "4" in job["error"]
+    assert "e3" in job["error"]
+    (update,) = pushed(stack, "job_update")
+    assert update["status"] == "failed"
+    (error,) = pushed(stack, "error")
+    assert error["request"] == "run_job"
+    assert error["job_id"] == "job-replay-3"
+    assert error["message"] == job["error"]
+
+
+def test_executor_validation_error_fails_the_job_with_node_errors(stack, lambda_context, http):
+    connect(stack)
+    rejected = load_recording("err_out_of_range")
+    http.post(f"{COMFY}/prompt", status=400, json=rejected["body"])
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    job = _job("job-replay-1")
+    assert job["status"] == "failed"
+    assert "EmptyImage" in job["error"]
+    assert "smaller than min" in job["error"]
+    assert "execution_arn" not in job
+    assert pushed(stack, "job_update")[-1]["status"] == "failed"
+
+
+def test_comfyui_500_on_submit_fails_the_job_mentioning_500(stack, lambda_context, http):
+    connect(stack)
+    http.post(f"{COMFY}/prompt", status=500, body="500 Internal Server Error\n\nServer got itself in trouble")
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    job = _job("job-replay-1")
+    assert job["status"] == "failed"
+    assert "500" in job["error"]
+
+
+def _put_secret(name: str, value: dict[str, str]) -> None:
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name=name, SecretString=json.dumps(value))
+
+
+def test_runpod_job_uses_the_users_secret_and_never_leaks_it(stack, lambda_context, http):
+    connect(stack)
+    _put_secret("comfyroute/users/alice", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
+    http.post(f"{RUNPOD}/run", json={"id": "rp-1", "status": "IN_QUEUE"})
+    invoke(stack, "RunJobFunction", "run_job_runpod", lambda_context)
+    assert http.calls[0].request.headers["Authorization"] == "Bearer rpa_SECRET_KEY_123"
+    job = _job("job-replay-2")
+    assert (job["status"], job["executor"], job["executor_job_id"], job["endpoint_id"]) == (
+        "queued",
+        "runpod",
+        "rp-1",
+        "ep_123",
+    )
+    assert "SECRET" not in json.dumps(stack.management.sent)
+
+
+def test_runpod_key_refused_fails_without_echoing_the_key(stack, lambda_context, http, capsys):
+    connect(stack)
+    _put_secret("comfyroute/default", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
+    http.post(f"{RUNPOD}/run", status=401, json={"error": "bad key rpa_SECRET_KEY_123"})
+    invoke(stack, "RunJobFunction", "run_job_runpod", lambda_context)
+    job = _job("job-replay-2")
+    assert job["status"] == "failed"
+    assert "refused" in job["error"].lower()
+    everything = json.dumps(stack.management.sent) + json.dumps(job, default=str)
+    out = capsys.readouterr()
+    assert "rpa_SECRET_KEY_123" not in everything + out.out + out.err
+
+
+def test_runpod_without_key_fails_clearly(stack, lambda_context):
+    connect(stack)
+    invoke(stack, "RunJobFunction", "run_job_runpod", lambda_context)
+    assert "RUNPOD_API_KEY" in _job("job-replay-2")["error"]
+
+
+# --------------------------------------------------------------------------- saved workflows
+
+
+def test_saved_workflow_settings_are_used_and_the_request_wins(stack, lambda_context, http):
+    connect(stack)
+    invoke(stack, "SaveWorkflowFunction", "save_workflow", lambda_context)
+    (saved,) = pushed(stack, "workflow_saved")
+    assert saved["settings"] == {"comfy_executor": "runpod", "runpod_endpoint_id": "ep_123"}
+    _put_secret("comfyroute/users/alice", {"RUNPOD_API_KEY": "k"})
+    http.post(f"{RUNPOD}/run", json={"id": "rp-9", "status": "IN_QUEUE"})
+    by_id = load_event("run_job")
+    by_id["body"] = json.dumps({"command": "run_job", "data": {"job_id": "from-saved", "workflow_id": "wf-invert"}})
+    invoke(stack, "RunJobFunction", by_id, lambda_context)
+    assert _job("from-saved")["executor"] == "runpod"
+    # The request's settings win over the saved ones.
+    fake_comfy(http, "local-wins")
+    by_id["body"] = json.dumps(
+        {
+            "command": "run_job",
+            "data": {"job_id": "local-wins", "workflow_id": "wf-invert", "settings": {"comfy_executor": "local"}},
+        }
+    )
+    invoke(stack, "RunJobFunction", by_id, lambda_context)
+    assert _job("local-wins")["executor"] == "local"
+
+
+def test_unknown_saved_workflow_fails_the_job_naming_it(stack, lambda_context):
+    connect(stack)
+    event = load_event("run_job")
+    event["body"] = json.dumps({"command": "run_job", "data": {"job_id": "nowf", "workflow_id": "missing"}})
+    invoke(stack, "RunJobFunction", event, lambda_context)
+    assert _job("nowf")["error"] == "workflow 'missing' not found"
+
+
+# --------------------------------------------------------------------------- poll / notify / get / cancel
+
+
+def _submitted(stack: Stack, ctx: Any, http: responses.RequestsMock, history: str | None) -> None:
+    connect(stack)
+    fake_comfy(http, "job-replay-1", history=history)
+    invoke(stack, "RunJobFunction", "run_job", ctx)
+
+
+def test_poll_while_queued_then_completed_stores_outputs_once(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history=None)
+    http.replace(
+        responses.GET,
+        f"{COMFY}/queue",
+        json={"queue_running": [], "queue_pending": [[3, "job-replay-1", {}, {}, ["3"]]]},
+    )
+    first = invoke(stack, "PollFunction", "poll", lambda_context)
+    assert _job("job-replay-1")["message"] == "waiting in the local executor's queue (position 1)"
+    assert first == {
+        "job_id": "job-replay-1",
+        "polls": 1,
+        "done": False,
+        "status": "queued",
+        "wait_seconds": 0,
+        "notify": True,
+    }
+    http.replace(responses.GET, f"{COMFY}/queue", json=body("queue_idle"))
+    http.replace(responses.GET, f"{COMFY}/history/job-replay-1", json=history_for("job-replay-1"))
+    done = invoke(stack, "PollFunction", {"job_id": "job-replay-1", "polls": 1}, lambda_context)
+    assert (done["done"], done["status"], done["notify"]) == (True, "completed", False)
+    job = _job("job-replay-1")
+    (output,) = job["outputs"]
+    assert (output["node_id"], output["node_name"], output["filename"], output["size"]) == (
+        "3",
+        "SaveImage",
+        "probe_cc93ae_00001_.png",
+        len(PNG),
+    )
+    s3 = boto3.client("s3", region_name="us-east-1")
+    bucket = stack.plan.buckets[0].name
+    assert s3.get_object(Bucket=bucket, Key=output["key"])["Body"].read() == PNG
+    # A retried poll (Step Functions Retry) neither duplicates outputs nor reopens the job.
+    # "submitted to ..." described the queued job; a finished one carries no stale message.
+    assert "message" not in job
+    again = invoke(stack, "PollFunction", {"job_id": "job-replay-1", "polls": 2}, lambda_context)
+    assert again["done"] is True
+    assert len(_job("job-replay-1")["outputs"]) == 1
+    assert len(s3.list_objects_v2(Bucket=bucket, Prefix="jobs/job-replay-1/")["Contents"]) == 1
+
+
+def test_notify_final_sends_status_and_inline_outputs(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history="history_ok")
+    invoke(stack, "PollFunction", "poll", lambda_context)
+    result = invoke(stack, "NotifyFunction", "notify_final", lambda_context)
+    assert result["delivered"] is True
+    assert result["sent"] == 2
+    update = pushed(stack, "job_update")[-1]
+    assert update["status"] == "completed"
+    assert update["duration"] >= 0
+    (out,) = pushed(stack, "output_update")
+    assert (out["node_id"], out["node_name"], out["output_name"], out["output_type"]) == (
+        "3",
+        "SaveImage",
+        "images",
+        "image",
+    )
+    assert base64.b64decode(out["value"]["data"]) == PNG
+    assert out["value"]["uri"].startswith("https://")
+    assert "jobs/job-replay-1/" in out["value"]["uri"]
+
+
+def test_notify_sends_only_a_url_for_outputs_too_big_to_inline(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history="history_ok")
+    big = b"\x89PNG" + b"\0" * 200_000
+    http.replace(responses.GET, re.compile(rf"{re.escape(COMFY)}/view\?.*"), body=big, content_type="image/png")
+    invoke(stack, "PollFunction", "poll", lambda_context)
+    invoke(stack, "NotifyFunction", "notify_final", lambda_context)
+    (out,) = pushed(stack, "output_update")
+    assert "data" not in out["value"]
+    assert out["value"]["size"] == len(big)
+
+
+def test_notify_failure_marks_the_job_failed_with_a_readable_error(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history=None)
+    invoke(stack, "NotifyFunction", "notify_failure", lambda_context)
+    job = _job("job-replay-1")
+    assert job["status"] == "failed"
+    assert job["error"] == "ExecutorUnavailable: ComfyUI at 127.0.0.1:8188 is unreachable"
+    assert pushed(stack, "job_update")[-1]["error"] == job["error"]
+
+
+def test_notify_to_a_gone_client_keeps_the_job_and_get_job_catches_up(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history="history_ok")
+    stack.management.gone.add(CONN)
+    invoke(stack, "PollFunction", "poll", lambda_context)
+    result = invoke(stack, "NotifyFunction", "notify_final", lambda_context)
+    assert result == {"job_id": "job-replay-1", "delivered": False, "sent": 0, "reason": "connection gone"}
+    assert stack.table("ConnectionsTable").get_item(Key={"connection_id": CONN})["Item"]["gone"] is True
+    assert _job("job-replay-1")["status"] == "completed"
+    # The client reconnects on a new connection and asks.
+    connect(stack, "alice", "new-conn")
+    event = load_event("get_job")
+    event["requestContext"]["connectionId"] = "new-conn"
+    invoke(stack, "JobQueriesFunction", event, lambda_context)
+    (msg,) = pushed(stack, "job", "new-conn")
+    assert msg["job"]["status"] == "completed"
+    (output,) = msg["job"]["outputs"]
+    assert output["value"]["filename"] == "probe_cc93ae_00001_.png"
+    assert output["value"]["uri"].startswith("https://")
+
+
+def test_notify_throttled_raises_for_step_functions_to_retry(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history=None)
+    stack.management.throttle_next = 1
+    from comfyroute.aws.push import Throttled
+
+    with pytest.raises(Throttled):
+        invoke(stack, "NotifyFunction", "notify_progress", lambda_context)
+
+
+def test_get_job_and_list_jobs_show_only_the_callers_jobs(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history=None)
+    invoke(stack, "JobQueriesFunction", "list_jobs", lambda_context)
+    (listing,) = pushed(stack, "job_list")
+    assert [j["job_id"] for j in listing["jobs"]] == ["job-replay-1"]
+    connect(stack, "bob", "bob-conn")
+    for name in ("get_job", "list_jobs"):
+        event = load_event(name)
+        event["requestContext"].update(connectionId="bob-conn", authorizer={"user_id": "bob"})
+        invoke(stack, "JobQueriesFunction", event, lambda_context)
+    (error,) = pushed(stack, "error", "bob-conn")
+    assert error == {
+        "type": "error",
+        "message": "job job-replay-1 not found",
+        "code": "not_found",
+        "request": "get_job",
+        "job_id": "job-replay-1",
+    }
+    (bob_list,) = pushed(stack, "job_list", "bob-conn")
+    assert bob_list["jobs"] == []
+
+
+def test_cancel_removes_a_pending_prompt_stops_the_loop_and_reports(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history=None)
+    http.replace(
+        responses.GET,
+        f"{COMFY}/queue",
+        json={"queue_running": [], "queue_pending": [[3, "job-replay-1", {}, {}, ["3"]]]},
+    )
+    http.post(f"{COMFY}/queue", body="")
+    invoke(stack, "CancelJobFunction", "cancel_job", lambda_context)
+    deletes = [json.loads(c.request.body) for c in http.calls if c.request.url == f"{COMFY}/queue" and c.request.body]
+    assert deletes == [{"delete": ["job-replay-1"]}]
+    job = _job("job-replay-1")
+    assert job["status"] == "cancelled"
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    assert sfn.describe_execution(executionArn=job["execution_arn"])["status"] == "ABORTED"
+    assert pushed(stack, "job_update")[-1]["status"] == "cancelled"
+    # A poll that was already under way cannot reopen it.
+    assert invoke(stack, "PollFunction", "poll", lambda_context)["status"] == "cancelled"
+
+
+def test_cancel_of_someone_elses_job_is_not_found(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history=None)
+    connect(stack, "bob", "bob-conn")
+    event = load_event("cancel_job")
+    event["requestContext"].update(connectionId="bob-conn", authorizer={"user_id": "bob"})
+    invoke(stack, "CancelJobFunction", event, lambda_context)
+    assert pushed(stack, "error", "bob-conn")[0]["code"] == "not_found"
+    assert _job("job-replay-1")["status"] == "queued"
+
+
+def test_a_command_on_the_wrong_route_is_refused(stack, lambda_context):
+    connect(stack)
+    event = load_event("get_job")  # routed to the jobs function
+    invoke(stack, "RunJobFunction", event, lambda_context)
+    (error,) = pushed(stack, "error")
+    assert error["code"] == "misrouted"
+
+
+# --------------------------------------------------------------------------- nothing is lost
+
+
+def _stranded(job_id: str, **fields: Any) -> None:
+    """A job record as a submit that died half-way leaves it: queued, no poll loop."""
+    from comfyroute.aws.tables import JobRecord
+    from comfyroute.protocol import ExecutorKind
+
+    get_services().jobs.create(
+        JobRecord(
+            job_id=job_id,
+            user_id="alice",
+            connection_id=CONN,
+            executor=ExecutorKind.LOCAL,
+            created_at=1.0,
+            updated_at=1.0,
+            deadline=10**10,
+            **fields,
+        )
+    )
+
+
+def test_resend_of_a_job_whose_submit_died_after_the_executor_took_it_starts_its_loop(stack, lambda_context):
+    connect(stack)
+    _stranded("job-replay-1", executor_job_id="job-replay-1")
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    job = _job("job-replay-1")
+    assert job["status"] == "queued"
+    assert job["execution_arn"].endswith(":job-replay-1")
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    assert sfn.describe_execution(executionArn=job["execution_arn"])["status"] == "RUNNING"
+
+
+def test_resend_of_a_job_whose_submit_died_before_the_executor_fails_it(stack, lambda_context):
+    connect(stack)
+    _stranded("job-replay-1")
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    job = _job("job-replay-1")
+    assert job["status"] == "failed"
+    assert "interrupted" in job["error"]
+    assert pushed(stack, "job_update")[-1]["status"] == "failed"
+
+
+def test_an_unexpected_error_in_submit_fails_the_job_and_tells_the_client(stack, lambda_context, monkeypatch):
+    connect(stack)
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(get_services(), "executor_for", broken)
+    assert invoke(stack, "RunJobFunction", "run_job", lambda_context) == {"statusCode": 200}
+    job = _job("job-replay-1")
+    assert job["status"] == "failed"
+    assert "internal error" in job["error"]
+    (error,) = pushed(stack, "error")
+    assert error["code"] == "internal"
+    assert error["request"] == "run_job"
+    assert "bug" not in error["message"]
