@@ -48,7 +48,14 @@ ROUTES = {
     "list_jobs": "JobQueriesFunction",
     "save_workflow": "SaveWorkflowFunction",
 }
-PUSHERS = {"RunJobFunction", "CancelJobFunction", "JobQueriesFunction", "SaveWorkflowFunction", "DefaultFunction", "NotifyFunction"}
+PUSHERS = {
+    "RunJobFunction",
+    "CancelJobFunction",
+    "JobQueriesFunction",
+    "SaveWorkflowFunction",
+    "DefaultFunction",
+    "NotifyFunction",
+}
 SECRET_READERS = {"RunJobFunction", "CancelJobFunction", "PollFunction"}
 MANAGE_CONNECTIONS_ARN = (
     "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${Stage}/POST/@connections/*"

@@ -23,7 +23,6 @@ import pytest
 import requests
 from fakes import FakeComfyUI, FakeRunPod
 
-from comfyroute_tools.cli import run as client_cli
 from comfyroute.conversion.nodetool import convert_graph
 from comfyroute.protocol import (
     ErrorMessage,
@@ -35,6 +34,7 @@ from comfyroute.protocol import (
     OutputUpdate,
     ServerMessage,
 )
+from comfyroute_tools.cli import run as client_cli
 from comfyroute_tools.client import AuthError, ComfyrouteClient, JobResult, RequestError, download
 from comfyroute_tools.dev.stack import DevStack
 
