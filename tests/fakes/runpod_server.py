@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
-from .comfyui_server import ComfyEngine, FakeComfyUI
+from .comfyui import ComfyEngine, FakeComfyUI
 
 OutputFormat = Literal["v5", "v4", "v4-bare"]
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -108,7 +108,7 @@ class LocalComfy:
         self.engine = engine
 
     def upload(self, name: str, data: bytes) -> str | None:
-        saved = self.engine.upload(name, data, overwrite=True)
+        saved = self.engine.store.upload(name, data, overwrite=True)
         return None if saved else f"Error uploading {name}: HTTP 400"
 
     def queue(self, prompt: Any, client_id: str) -> tuple[int, str]:
