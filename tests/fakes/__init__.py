@@ -9,6 +9,6 @@ Import as ``from fakes import FakeComfyUI, FakeRunPod`` inside the test suite (p
 from __future__ import annotations
 
 from .comfyui import ComfyEngine, FakeComfyUI, Image, decode_png, encode_png, load_object_info
-from .runpod_server import FakeRunPod
+from .runpod import FakeRunPod
 
 __all__ = ["ComfyEngine", "FakeComfyUI", "FakeRunPod", "Image", "decode_png", "encode_png", "load_object_info"]
