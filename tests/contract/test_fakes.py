@@ -10,6 +10,7 @@ import base64
 import copy
 import io
 import json
+import socket
 import struct
 import threading
 import time
@@ -24,6 +25,7 @@ import pytest
 import requests
 from fakes import FakeComfyUI, FakeRunPod, Image, decode_png, encode_png
 from fakes.comfyui.nodes import NODE_FUNCTIONS
+from fakes.loopback import Handler
 from support.recordings import body, exchange, load_bytes, load_recording
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
@@ -660,6 +662,16 @@ def test_ws_handshake_is_gated_and_prefixed_like_http() -> None:
             assert json.loads(ws.recv(timeout=DEADLINE))["data"]["sid"] == "x"
             ws.ping().wait(DEADLINE)  # the fake answers pings
         assert ws.close_code == 1000  # the fake echoed our close frame
+
+
+def test_a_quiet_websocket_outlives_the_http_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Handler, "timeout", 0.2)  # idle HTTP connections are dropped after this
+    with FakeComfyUI(run_seconds=0.0) as fake, open_ws(fake, "test") as ws:
+        ws.recv(timeout=DEADLINE)
+        with socket.create_connection(("127.0.0.1", fake.port), timeout=DEADLINE) as idle:
+            assert idle.recv(1) == b""  # the server hung up on the idle HTTP connection
+        prompt_id = submit(fake, INVERT)
+        assert ws_frames_until(ws, prompt_done(prompt_id))
 
 
 def test_stop_closes_open_websockets() -> None:

@@ -35,14 +35,13 @@ class ComfyEngine:
         node_seconds: float | None = None,
         progress_steps: int = 0,
         cache: bool = False,
-        object_info: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.run_seconds = run_seconds
         self.node_seconds = node_seconds
         self.progress_steps = progress_steps
         self.cache_enabled = cache
         self.on_event: EventSink | None = None
-        self.object_info = object_info or load_object_info()
+        self.object_info = load_object_info()
         self.store = FileStore()
         # ComfyUI ships input/example.png, so `LoadImage example.png` works on a fresh server.
         self.store.put("input", "", "example.png", encode_png(Image.solid(64, 64, 0x808080)))
