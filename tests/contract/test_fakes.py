@@ -1,7 +1,7 @@
 """The loopback fakes against the recordings of a real ComfyUI and against the RunPod contract.
 
-Recordings come from tests/fixtures/comfyui/ (copies of /work/shared/reference/comfyui/responses)
-and tests/fixtures/runpod/ (built from CONTRACT.md). Every wait polls with a deadline.
+Recordings come from tests/fixtures/comfyui/ (traffic of a real ComfyUI 0.3.64)
+and tests/fixtures/runpod/ (built from RunPod's documented contract). Every wait polls with a deadline.
 """
 
 from __future__ import annotations
