@@ -213,8 +213,7 @@ def backend(_browser_available: None) -> Iterator[Backend]:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # the fakes import themselves as tests.fakes.*
     from comfyroute_tools.dev.stack import DevStack
-    from tests.fakes.comfyui_server import FakeComfyUI
-    from tests.fakes.runpod_server import FakeRunPod
+    from tests.fakes import FakeComfyUI, FakeRunPod
 
     with (
         FakeComfyUI(node_seconds=FAST_NODE_SECONDS) as comfy,

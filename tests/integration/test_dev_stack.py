@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from cfn_flip import load_yaml
-from fakes.comfyui_server import FakeComfyUI
+from fakes import FakeComfyUI
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 

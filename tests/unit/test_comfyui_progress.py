@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import requests
 from fakes import FakeComfyUI
-from fakes.comfyui_server import PNG_MAGIC, _Handler, _Reply
+from fakes.comfyui.media import PNG_MAGIC
+from fakes.loopback import Handler as _Handler
+from fakes.loopback import Reply as _Reply
 from support.recordings import load_recording
 
 from comfyroute.executors import comfyui
