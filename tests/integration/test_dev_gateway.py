@@ -3,6 +3,7 @@ limits, timeouts and the Management API — with small Python callables as handl
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import msgpack
 import pytest
 import requests
 from aws_lambda_powertools.utilities.parser.models import (
@@ -22,6 +24,7 @@ from botocore.config import Config
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from comfyroute.frames import decode_event_body
 from comfyroute_tools.dev.gateway import Gateway, GatewayConfig, policy_allows, select_route
 
 TIMEOUT = 5.0
@@ -79,12 +82,12 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-def start_gateway(recorder: Recorder, **config: Any) -> Gateway:
+def start_gateway(recorder: Recorder, authorizer: Any = None, **config: Any) -> Gateway:
     routes = {
         key: recorder.route(key)
         for key in ("$connect", "$disconnect", "$default", "run_job", "get_job")
     }
-    gw = Gateway(routes, recorder.authorizer, GatewayConfig(**config))
+    gw = Gateway(routes, authorizer or recorder.authorizer, GatewayConfig(**config))
     gw.start("127.0.0.1", 0)
     return gw
 
@@ -467,3 +470,123 @@ def test_handshake_before_ready_is_503_starting_and_healthz_says_so(recorder: Re
         open_ws(gw).close()
     finally:
         gw.stop()
+
+
+# --------------------------------------------------------------------------- binary frames, paths, nodetool's query
+
+
+def test_binary_frame_closes_with_1003_and_reaches_no_route(gateway: Gateway, recorder: Recorder) -> None:
+    # API Gateway's documented behaviour (Binary media types for WebSocket APIs): reject, disconnect, 1003.
+    frame = msgpack.packb({"type": "run_job", "command": "run_job", "data": {}})
+    with open_ws(gateway) as ws:
+        ws.send(frame)
+        with pytest.raises(ConnectionClosed) as err:
+            ws.recv(timeout=TIMEOUT)
+    assert err.value.rcvd is not None
+    assert err.value.rcvd.code == 1003
+    disconnect = recorder.next("$disconnect")["requestContext"]
+    assert disconnect["disconnectStatusCode"] == 1003
+    assert recorder.none_for("$default")
+    assert recorder.none_for("run_job")
+
+
+def test_binary_frames_to_default_route_arrive_base64_at_default(recorder: Recorder) -> None:
+    gw = start_gateway(recorder, binary_frames="default_route")
+    frame = {"type": "run_job", "command": "run_job", "data": {"job_id": "j1", "seed": 2**40}}
+    raw = msgpack.packb(frame)
+    try:
+        with open_ws(gw) as ws:
+            conn_id = recorder.next("$connect")["requestContext"]["connectionId"]
+            ws.send(raw)
+            event = recorder.next("$default")
+            ws.send(json.dumps({"command": "run_job", "data": {}}))  # text still goes by its command
+            assert recorder.next("run_job")["isBase64Encoded"] is False
+    finally:
+        gw.stop()
+    APIGatewayWebSocketMessageEventModel.model_validate(event)
+    # Route selection cannot read a binary frame: even a run_job lands at $default.
+    assert event["requestContext"]["routeKey"] == "$default"
+    assert event["requestContext"]["connectionId"] == conn_id
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == raw
+    assert decode_event_body(event) == frame
+    assert recorder.none_for("run_job")
+
+
+@pytest.mark.parametrize("path", ["/", "/ws", "/ws/", "/dev", "/dev/"])
+def test_websocket_is_served_at_root_stage_and_ws(recorder: Recorder, gateway: Gateway, path: str) -> None:
+    with connect(f"{gateway.ws_url}{path}?token={GOOD_TOKEN}", open_timeout=TIMEOUT) as ws:
+        ws.send(json.dumps({"command": "get_job", "data": {}}))
+        assert recorder.next("get_job")["requestContext"]["routeKey"] == "get_job"
+
+
+@pytest.mark.parametrize("path", ["/nope", "/ws/extra", "/prod"])
+def test_websocket_elsewhere_is_403_before_the_authorizer(recorder: Recorder, gateway: Gateway, path: str) -> None:
+    with pytest.raises(InvalidStatus) as err:
+        connect(f"{gateway.ws_url}{path}?token={GOOD_TOKEN}", open_timeout=TIMEOUT)
+    assert err.value.response.status_code == 403
+    assert recorder.authorizer_events.empty()
+    assert recorder.none_for("$connect")
+    assert gateway.serves_websocket_at("/ws")
+    assert not gateway.serves_websocket_at(path)
+
+
+def nodetool_style_authorizer(event: dict[str, Any]) -> dict[str, Any]:
+    """Allows ?api_key=, ?token= or Authorization: Bearer — whichever carries the good token."""
+    query = event.get("queryStringParameters") or {}
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    bearer = headers.get("authorization", "").removeprefix("Bearer ")
+    granted = GOOD_TOKEN in (query.get("api_key"), query.get("token"), bearer)
+    return allow_or_deny({**event, "queryStringParameters": {"token": GOOD_TOKEN if granted else "x"}})
+
+
+def test_api_key_and_resume_job_reach_the_authorizer_and_connect_as_api_gateway_passes_them(
+    recorder: Recorder,
+) -> None:
+    def authorizer(event: dict[str, Any]) -> dict[str, Any]:
+        recorder.authorizer_events.put(event)
+        return nodetool_style_authorizer(event)
+
+    # No identity source: API Gateway then calls the authorizer for every handshake.
+    gw = start_gateway(recorder, authorizer, identity_sources=())
+    try:
+        # nodetool's GlobalWebSocketManager.buildAuthenticatedUrl: BASE/ws?api_key=…&resume_job=…
+        with connect(f"{gw.ws_url}/ws?api_key={GOOD_TOKEN}&resume_job=job-42", open_timeout=TIMEOUT):
+            auth = recorder.authorizer_events.get(timeout=TIMEOUT)
+            connect_event = recorder.next("$connect")
+    finally:
+        gw.stop()
+    assert auth["queryStringParameters"] == {"api_key": GOOD_TOKEN, "resume_job": "job-42"}
+    assert auth["multiValueQueryStringParameters"] == {"api_key": [GOOD_TOKEN], "resume_job": ["job-42"]}
+    assert connect_event["queryStringParameters"] == {"api_key": GOOD_TOKEN, "resume_job": "job-42"}
+    assert connect_event["requestContext"]["authorizer"]["user_id"] == "alice"
+
+
+def test_bearer_header_reaches_the_authorizer(recorder: Recorder) -> None:
+    def authorizer(event: dict[str, Any]) -> dict[str, Any]:
+        recorder.authorizer_events.put(event)
+        return nodetool_style_authorizer(event)
+
+    gw = start_gateway(recorder, authorizer, identity_sources=())
+    try:
+        with connect(
+            f"{gw.ws_url}/ws", open_timeout=TIMEOUT, additional_headers={"Authorization": f"Bearer {GOOD_TOKEN}"}
+        ):
+            auth = recorder.authorizer_events.get(timeout=TIMEOUT)
+        with pytest.raises(InvalidStatus) as err:
+            connect(f"{gw.ws_url}/ws", open_timeout=TIMEOUT, additional_headers={"Authorization": "Bearer wrong"})
+        assert err.value.response.status_code == 403
+    finally:
+        gw.stop()
+    assert auth["headers"]["Authorization"] == f"Bearer {GOOD_TOKEN}"
+    assert auth["multiValueHeaders"]["Authorization"] == [f"Bearer {GOOD_TOKEN}"]
+    assert "queryStringParameters" in auth
+
+
+def test_api_key_alone_is_401_while_the_identity_source_is_the_token(gateway: Gateway, recorder: Recorder) -> None:
+    # What the deployed template does today (IdentitySource route.request.querystring.token):
+    # nodetool's ?api_key= never reaches the authorizer.
+    with pytest.raises(InvalidStatus) as err:
+        connect(f"{gateway.ws_url}/ws?api_key={GOOD_TOKEN}", open_timeout=TIMEOUT)
+    assert err.value.response.status_code == 401
+    assert recorder.authorizer_events.empty()

@@ -6,11 +6,21 @@ What it reproduces, because the handlers depend on it:
   calling it; an ``Unauthorized`` error -> 401; Deny or no matching Allow -> 403); then the
   ``$connect`` route, whose non-2xx ``statusCode`` refuses the handshake. Only then is the
   socket accepted.
-* Each frame becomes an API Gateway MESSAGE event, routed by the route selection expression
+* The WebSocket is served where a deployment is reached: ``/`` and ``/{stage}`` (the
+  ``execute-api`` URL) and ``/ws`` (a custom domain whose API mapping is ``ws``, where nodetool's
+  client connects); an upgrade anywhere else is refused with 403 before any handler runs.
+* Each text frame becomes an API Gateway MESSAGE event, routed by the route selection expression
   (``$request.body.command``) or to ``$default``; the authorizer's context rides along in
   ``requestContext.authorizer``. ``$disconnect`` runs when the socket closes, for any reason.
-* Limits: frames over 128 KB close with 1009, idle connections (10 min) and old ones (2 h)
-  close with 1001.
+* Binary frames: API Gateway documents that WebSocket APIs reject them and disconnect the client
+  with 1003 (Binary media types for WebSocket APIs, API Gateway developer guide), so that is
+  the default here (``binary_frames="reject"``), no route invoked. ``binary_frames="default_route"``
+  is *not* API Gateway: it hands them to ``$default`` base64-encoded with ``isBase64Encoded``
+  true, the way a binary-capable front would, so MessagePack clients (nodetool's web client)
+  can be run against the handlers on one machine.
+* Limits: messages over 128 KB close with 1009, idle connections (10 min) and old ones (2 h)
+  close with 1001. (API Gateway also closes on a single frame over 32 KB; aiohttp hands over
+  whole messages, so that one is not reproduced.)
 * The Management API on the same origin: ``POST/GET/DELETE /@connections/{id}`` (also under
   ``/{stage}/``), answering 410 ``GoneException`` for unknown or closed connections, so
   boto3's ``apigatewaymanagementapi`` client works unchanged.
@@ -38,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -57,7 +67,14 @@ MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
 IDLE_TIMEOUT_SECONDS = 600.0
 MAX_DURATION_SECONDS = 7200.0
 DEFAULT_IDENTITY_SOURCES = ("route.request.querystring.token",)
+# Paths besides "/{stage}" where the WebSocket is served (see the module docstring).
+DEFAULT_WEBSOCKET_PATHS = ("/", "/ws")
+# RFC 6455 "unsupported data": what API Gateway closes with when a client sends a binary frame.
+CLOSE_UNSUPPORTED_DATA = 1003
 _ID_ALPHABET = string.ascii_letters + string.digits
+
+# "reject": as API Gateway does. "default_route": to $default, base64 (not API Gateway).
+BinaryFrames = Literal["reject", "default_route"]
 
 
 class Unauthorized(Exception):
@@ -81,6 +98,8 @@ class GatewayConfig:
     web_dir: Path | None = None
     two_way_routes: frozenset[str] = frozenset()
     handler_threads: int = 32
+    binary_frames: BinaryFrames = "reject"
+    websocket_paths: tuple[str, ...] = DEFAULT_WEBSOCKET_PATHS
 
 
 @dataclass
@@ -330,8 +349,17 @@ class Gateway:
             status=200 if self.ready.is_set() else 503,
         )
 
+    def serves_websocket_at(self, path: str) -> bool:
+        """Whether a WebSocket upgrade to ``path`` reaches the API (trailing slash optional)."""
+        wanted = path.rstrip("/") or "/"
+        paths = {*self.config.websocket_paths, f"/{self.config.stage}"}
+        return wanted in {p.rstrip("/") or "/" for p in paths}
+
     async def _root(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            if not self.serves_websocket_at(request.path):
+                # No API is mapped there: refused before any authorizer or route runs.
+                return web.json_response({"message": "Forbidden"}, status=403)
             return await self._websocket(request)
         return await self._static(request)
 
@@ -609,6 +637,10 @@ class Gateway:
                 self._dispatch(conn, msg.data, base64_encoded=False)
             elif msg.type == WSMsgType.BINARY:
                 conn.last_active = time.time()
+                if cfg.binary_frames == "reject":
+                    # The close reason text is ours; API Gateway documents only the code.
+                    await ws.close(code=CLOSE_UNSUPPORTED_DATA, message=b"Binary frames are not supported")
+                    return "Unsupported binary frame", CLOSE_UNSUPPORTED_DATA
                 self._dispatch(conn, base64.b64encode(msg.data).decode(), base64_encoded=True)
             elif msg.type == WSMsgType.ERROR:
                 error = ws.exception()

@@ -32,7 +32,7 @@ from typing import Any
 import boto3
 import requests
 
-from comfyroute_tools.dev.gateway import Gateway, GatewayConfig
+from comfyroute_tools.dev.gateway import BinaryFrames, Gateway, GatewayConfig
 from comfyroute_tools.dev.lambdas import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
@@ -169,7 +169,8 @@ class DevStack:
 
     ``port=0`` picks a free port (tests). ``handler_overrides`` replaces handlers by the
     template's logical id or function name (tests). ``env_overrides`` wins over the template's
-    environment (e.g. ``POLL_INTERVAL_CAP_SECONDS``).
+    environment (e.g. ``POLL_INTERVAL_CAP_SECONDS``). ``binary_frames`` is the gateway's
+    (``"reject"`` as API Gateway does; ``"default_route"`` for MessagePack clients on one machine).
     """
 
     def __init__(
@@ -195,6 +196,7 @@ class DevStack:
         state_file: str | Path | None = None,
         web_dir: str | Path | None = None,
         on_job_event: Callable[[JobEvent], None] | None = None,
+        binary_frames: BinaryFrames = "reject",
     ) -> None:
         if token is not None and not MIN_TOKEN_LENGTH <= len(token) <= MAX_TOKEN_LENGTH:
             raise ValueError(f"the dev token must be {MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH} characters long")
@@ -219,6 +221,7 @@ class DevStack:
         default_web = Path(__file__).resolve().parents[1] / "web"
         self.web_dir = Path(web_dir) if web_dir else default_web
         self.on_job_event = on_job_event
+        self.binary_frames: BinaryFrames = binary_frames
 
         self.plan: TemplatePlan | None = None
         self.env: dict[str, str] = {}
@@ -409,6 +412,7 @@ class DevStack:
             max_duration=self.max_duration,
             web_dir=self.web_dir if self.web_dir.is_dir() else None,
             two_way_routes=frozenset(k for k, r in ws.routes.items() if r.two_way),
+            binary_frames=self.binary_frames,
         )
         self.gateway = Gateway(routes, authorizer, config, on_post=self._on_post, ready=False)
         try:
