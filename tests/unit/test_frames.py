@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -263,6 +264,38 @@ def test_oversized_base64_is_refused_before_decoding() -> None:
 def test_custom_limits() -> None:
     assert refused('{"a": 1}', max_bytes=4).code == "too_large"
     assert "nested more than 2 levels" in refused('{"a": {"b": {}}}', max_depth=2).message
+
+
+# --------------------------------------------------------------------------- the replayable event
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nodetool"
+
+
+def test_default_msgpack_event_holds_nodetools_run_job_for_the_imported_graph() -> None:
+    event = json.loads((EVENTS / "default_msgpack_run_job.json").read_text())
+    assert event["requestContext"]["routeKey"] == "$default"
+    assert event["isBase64Encoded"] is True
+    frame = decode_event_body(event)
+    assert frame["type"] == frame["command"] == "run_job"
+    data = frame["data"]
+    assert set(data) == {
+        "type",
+        "api_url",
+        "user_id",
+        "workflow_id",
+        "auth_token",
+        "job_type",
+        "execution_strategy",
+        "params",
+        "explicit_types",
+        "graph",
+        "settings",
+        "job_id",
+    }  # resource_limits was undefined: absent, as in nodetool's JSON
+    graph = json.loads((FIXTURES / "run_job_graph_empty_invert_save.json").read_text())
+    assert data["graph"]["nodes"] == graph["nodes"]
+    assert data["graph"]["edges"] == graph["edges"]
 
 
 # --------------------------------------------------------------------------- properties
