@@ -455,7 +455,13 @@ def test_outputs_bucket_is_private_encrypted_and_expires_job_outputs(resources: 
             "Status": "Enabled",
             "Prefix": "jobs/",
             "ExpirationInDays": {"Ref": "OutputRetentionDays"},
-        }
+        },
+        {
+            "Id": "expire-uploads",
+            "Status": "Enabled",
+            "Prefix": "uploads/",
+            "ExpirationInDays": {"Ref": "UploadRetentionDays"},
+        },
     ]
 
 

@@ -44,6 +44,12 @@ class Config:
     runpod_execution_timeout_ms: int = 600_000
     # How long Poll listens on ComfyUI's /ws for node progress of a running prompt (0: never).
     comfyui_progress_peek_seconds: float = 0.5
+    # Input files and workflows uploaded with presigned POSTs under uploads/ (docs/uploads.md).
+    upload_max_bytes: int = 50 * 1024 * 1024
+    upload_max_workflow_bytes: int = 8 * 1024 * 1024
+    upload_presign_seconds: int = 900
+    # Must match the uploads/ lifecycle rule of the outputs bucket (template.yaml).
+    upload_retention_days: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -72,6 +78,10 @@ class Config:
             comfyui_progress_peek_seconds=_env_float(
                 "COMFYUI_PROGRESS_PEEK_SECONDS", d.comfyui_progress_peek_seconds
             ),
+            upload_max_bytes=_env_int("UPLOAD_MAX_BYTES", d.upload_max_bytes),
+            upload_max_workflow_bytes=_env_int("UPLOAD_MAX_WORKFLOW_BYTES", d.upload_max_workflow_bytes),
+            upload_presign_seconds=_env_int("UPLOAD_PRESIGN_SECONDS", d.upload_presign_seconds),
+            upload_retention_days=_env_int("UPLOAD_RETENTION_DAYS", d.upload_retention_days),
         )
 
 
