@@ -363,7 +363,8 @@ class DevStack:
 
     def _start_moto(self) -> None:
         from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
+
+        from comfyroute_tools.dev.s3post import PolicyEnforcingMotoServer
 
         # Step Functions must run the definition, not just record executions. moto reads this
         # per request, in this process, for its server mode too.
@@ -377,7 +378,12 @@ class DevStack:
         self._exit.callback(werkzeug_log.setLevel, werkzeug_log.level)
         werkzeug_log.setLevel(logging.WARNING)
 
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        # moto ignores presigned POST policies; the dev stack checks them as S3 does (s3post.py).
+        self._moto = PolicyEnforcingMotoServer(
+            ip_address="127.0.0.1",
+            port=0,
+            credentials={_AWS_ENV["AWS_ACCESS_KEY_ID"]: _AWS_ENV["AWS_SECRET_ACCESS_KEY"]},
+        )
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{host}:{port}"
