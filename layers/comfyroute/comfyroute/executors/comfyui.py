@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -48,6 +48,14 @@ from comfyroute.executors.base import (
     Prompt,
     guess_content_type,
 )
+from comfyroute.executors.inputs import (
+    InputFile,
+    check_unique_names,
+    comfyui_reference,
+    human_bytes,
+    job_input_subfolder,
+    rewrite_file_references,
+)
 from comfyroute.http import make_session
 from comfyroute.protocol import ExecutorKind, JobStatus
 
@@ -61,6 +69,8 @@ SUBMIT_ATTEMPTS = 2
 MAX_MESSAGE_CHARS = 2000
 MAX_BODY_SNIPPET = 300
 DOWNLOAD_CHUNK = 64 * 1024
+# (connect, read): an input file may take a while to go up through a tunnel.
+UPLOAD_TIMEOUT = (5.0, 120.0)
 
 # The progress peek (see the module docstring). Worst case per poll of a running prompt:
 # connect + read window + close, about 1.0 + progress_peek_seconds + 0.25 seconds.
@@ -902,3 +912,51 @@ class ComfyUIExecutor:
 
     def _interrupt(self, prompt_id: str) -> None:
         self._check(self._call("POST", "/interrupt", json={"prompt_id": prompt_id}), "POST /interrupt")
+
+    # ----------------------------------------------------------------- input files
+
+    def submit_with_files(self, prompt: Prompt, job_id: str, files: Sequence[InputFile]) -> str:
+        """``submit`` after uploading the job's input files into its own subfolder and pointing
+        the prompt's references to each file's ``name`` there (see ``executors.inputs``)."""
+        if not files:
+            return self.submit(prompt, job_id)
+        references = self.upload_inputs(files, job_id)
+        rewritten, unused = rewrite_file_references(prompt, references)
+        if unused:
+            # Not an error: worker-comfyui accepts unused images too, and a typo in a name shows
+            # up as ComfyUI's own "Invalid image file" for the node that names the file.
+            logger.warning("input files that no node input names", extra={"job_id": job_id, "names": unused[:20]})
+        return self.submit(rewritten, job_id)
+
+    def upload_inputs(self, files: Sequence[InputFile], job_id: str) -> dict[str, str]:
+        """``POST /upload/image`` each file into ``comfyroute/{job_id}`` of ComfyUI's input folder
+        (multipart ``image``, ``subfolder``, ``type=input``, ``overwrite=true``, as ComfyUI's own
+        frontend sends it); returns name -> the value the prompt must use for it."""
+        check_unique_names(files)
+        subfolder = job_input_subfolder(job_id)
+        return {file.name: self._upload_input(file, subfolder) for file in files}
+
+    def _upload_input(self, file: InputFile, subfolder: str) -> str:
+        what = f"POST /upload/image for input file {file.name!r} ({human_bytes(file.size)})"
+        try:
+            # overwrite: the subfolder is the job's own, and a retried submit sends the same bytes.
+            resp = self._send(
+                "POST",
+                "/upload/image",
+                data={"subfolder": subfolder, "type": "input", "overwrite": "true"},
+                files={"image": (file.name, file.data, file.content_type)},
+                timeout=UPLOAD_TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise self._unreachable("POST", f"/upload/image (input file {file.name!r})", exc) from exc
+        if resp.status_code == 413:
+            raise ExecutorRejected(
+                f"ComfyUI at {self._base} refused input file {file.name!r} ({human_bytes(file.size)}) as too "
+                "large (413): its --max-upload-size is smaller"
+            )
+        stored = self._json(resp, what)
+        name = stored.get("name") if isinstance(stored, dict) else None
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+            raise ExecutorRejected(f"ComfyUI at {self._base} answered {what} without the name it stored the file as")
+        sub = stored.get("subfolder")
+        return comfyui_reference(sub if isinstance(sub, str) else subfolder, name)

@@ -22,6 +22,7 @@ import json
 import logging
 import mimetypes
 import re
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +39,7 @@ from comfyroute.executors.base import (
     Prompt,
     guess_content_type,
 )
+from comfyroute.executors.inputs import InputFile, describe_sizes, human_bytes, runpod_images
 from comfyroute.http import DEFAULT_TIMEOUT, make_session
 from comfyroute.protocol import ENDPOINT_ID_PATTERN, ExecutorKind, JobStatus
 
@@ -473,6 +475,49 @@ class RunPodExecutor:
         if policy:
             body["policy"] = policy
         return body
+
+    # ----------------------------------------------------------------- input files
+
+    def submit_with_files(self, prompt: Prompt, job_id: str, files: Sequence[InputFile]) -> str:
+        """``submit`` with the job's input files as worker-comfyui's ``input.images`` (base64, under
+        the names the prompt uses). Refused before anything is sent when the body would pass
+        RunPod's /run limit."""
+        if not files:
+            return self.submit(prompt, job_id)
+        body = self.run_body_with_files(prompt, files)
+        encoded = json.dumps(body, separators=(",", ":")).encode()
+        if len(encoded) > MAX_RUN_PAYLOAD_BYTES:
+            raise ExecutorRejected(
+                f"the workflow and its input files ({describe_sizes(files)}) are {len(encoded)} bytes "
+                f"({human_bytes(len(encoded))}) as a RunPod /run request, with the files in base64; RunPod "
+                f"accepts at most {MAX_RUN_PAYLOAD_BYTES} bytes (10 MB): send smaller files, or run the job "
+                "on a ComfyUI executor"
+            )
+        return self._post_run(encoded, job_id)
+
+    def run_body_with_files(self, prompt: Prompt, files: Sequence[InputFile]) -> dict[str, Any]:
+        body = self.run_body(prompt)
+        body["input"]["images"] = runpod_images(files)
+        return body
+
+    def _post_run(self, body: bytes, job_id: str) -> str:
+        # As submit: a read timeout may hide a job RunPod took (/run has no idempotency key).
+        resp = self._call("POST", "run", data=body, action="/run")
+        with resp:
+            self._raise_for_status(resp, "/run")
+            answer = self._json(resp, "/run", self._max_body_bytes)
+        try:
+            run = RunResponse.model_validate(answer)
+        except ValidationError:
+            run = RunResponse()
+        if not run.id:
+            raise ExecutorRejected(
+                f"RunPod /run on endpoint {self.endpoint_id} answered without a job id: "
+                f"{self._scrub(_clip(json.dumps(answer, default=str), 300))}"
+            )
+        executor_job_id = _check_job_id(run.id)
+        log.info("RunPod job %s submitted for job %s on endpoint %s", executor_job_id, job_id, self.endpoint_id)
+        return executor_job_id
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}/{self.endpoint_id}/{path}"
