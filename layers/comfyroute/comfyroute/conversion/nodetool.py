@@ -263,30 +263,27 @@ def apply_params(prompt: Mapping[str, Mapping[str, Any]], params: Mapping[str, M
 def load_workflow(obj: Any) -> Prompt:
     """A validated prompt from a nodetool graph, a saved nodetool workflow or an API prompt.
 
-    Accepted shapes: ``{"nodes", "edges"}``; ``{"graph": {"nodes", "edges"}, ...}`` (nodetool's
-    saved workflow files); an API prompt ``{id: {class_type, inputs}}``; and ComfyUI's own
-    ``POST /prompt`` body ``{"prompt": {...}}``.
+    Accepted shapes (``conversion.detect``): ``{"nodes", "edges"}``; ``{"graph": {"nodes", "edges"},
+    ...}`` (nodetool's saved workflow files); an API prompt ``{id: {class_type, inputs}}``; and
+    ComfyUI's own ``POST /prompt`` body ``{"prompt": {...}}``. A ComfyUI editor workflow is
+    recognised and refused here: converting it needs the executor's ``/object_info``.
     """
-    if not isinstance(obj, Mapping):
-        raise GraphError([f"workflow must be a JSON object, not {_kind_of(obj)}"])
-    body: Mapping[str, Any] = obj
-    wrapped_graph, wrapped_prompt = obj.get("graph"), obj.get("prompt")
-    if isinstance(wrapped_graph, Mapping) and "nodes" in wrapped_graph:
-        body = wrapped_graph
-    elif isinstance(wrapped_prompt, Mapping) and "class_type" not in wrapped_prompt:
-        body = wrapped_prompt
-    if isinstance(body.get("nodes"), list):
-        if "links" in body and "edges" not in body:
-            raise GraphError([
-                "this is a ComfyUI editor workflow (nodes + links), not a nodetool graph or an API "
-                "prompt: export it from ComfyUI with 'Export (API)' or open it in nodetool first"
-            ])
+    # Imported here: detect uses this module's GraphError.
+    from comfyroute.conversion.detect import WorkflowKind, detect_workflow
+
+    detected = detect_workflow(obj)
+    if detected.kind is WorkflowKind.EDITOR:
+        raise GraphError([
+            "this is a ComfyUI editor workflow (nodes + links), not a nodetool graph or an API "
+            "prompt: export it from ComfyUI with 'Export (API)' or open it in nodetool first"
+        ])
+    if detected.is_graph:
         try:
-            graph = Graph.model_validate(body)
+            graph = Graph.model_validate(detected.body)
         except ValidationError as exc:
             raise GraphError(_validation_problems(exc)) from None
         return validate_prompt(convert_graph(graph))
-    return validate_prompt(body)
+    return validate_prompt(detected.body)
 
 
 # --------------------------------------------------------------------------- conversion
