@@ -65,5 +65,17 @@ def decode_rgb(data: bytes) -> tuple[int, int, bytes]:
 
 
 def inverted(rgb: bytes) -> bytes:
-    """What ComfyUI's ImageInvert makes of 8-bit pixels (1.0 - v, saved back as 255 - v)."""
+    """ImageInvert of 8-bit pixels as the fake ComfyUI computes it: 255 - v."""
     return bytes(255 - v for v in rgb)
+
+
+def _f32(x: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+def comfyui_inverted(rgb: bytes) -> bytes:
+    """ImageInvert as a real ComfyUI computes it: LoadImage's float32 ``v / 255``, ``1.0 - x``,
+    SaveImage's ``255 * x`` truncated by ``astype(uint8)``; 159 of the 256 values come out as
+    254 - v rather than 255 - v (e.g. 65 -> 189), so compare a real ComfyUI's output with this."""
+    table = bytes(int(_f32(255.0 * _f32(1.0 - _f32(v / 255.0)))) for v in range(256))
+    return rgb.translate(table)
