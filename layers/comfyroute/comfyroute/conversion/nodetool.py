@@ -18,13 +18,14 @@ recursion limit. Every problem found is collected and raised together in one ``G
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from comfyroute.conversion.problems import GraphError
 from comfyroute.protocol import Graph, GraphEdge, GraphNode
 
 Prompt = dict[str, dict[str, Any]]
@@ -44,23 +45,6 @@ _INPUT_N = re.compile(r"input_(\d+)")
 
 # Messages go back to clients over a 128 KB WebSocket frame: keep any one of them bounded.
 _MAX_NAMED = 20
-_MAX_SHOWN = 50
-
-
-class GraphError(ValueError):
-    """A graph or prompt that cannot be run; ``problems`` names each offending node or edge."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems: list[str] = list(problems) or ["invalid workflow"]
-        super().__init__(self.problems)
-
-    def __str__(self) -> str:
-        shown = self.problems[:_MAX_SHOWN]
-        rest = len(self.problems) - len(shown)
-        return "; ".join(shown) + (f"; and {rest} more problems" if rest > 0 else "")
-
-    def __repr__(self) -> str:
-        return f"GraphError({self.problems[:_MAX_SHOWN]!r})"
 
 
 # --------------------------------------------------------------------------- node model
