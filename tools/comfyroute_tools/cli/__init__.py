@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import requests
+
 from comfyroute import __version__
 from comfyroute.conversion.nodetool import GraphError, load_workflow
+from comfyroute.conversion.object_info import ObjectInfo, bundled_object_info
 from comfyroute.protocol import protocol_json_schema
 from comfyroute_tools.cli.dev import register as register_dev_commands
 from comfyroute_tools.cli.run import register as register_client_commands
@@ -65,23 +68,65 @@ def read_json(path: str) -> Any:
 # --------------------------------------------------------------------------- convert
 
 
+OBJECT_INFO_TIMEOUT = 60.0
+
+
 def _configure_convert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files",
         metavar="FILE",
         nargs="+",
-        help="nodetool graph, saved nodetool workflow or API prompt (JSON); '-' reads stdin",
+        help="ComfyUI editor workflow (as Save or Export writes it), nodetool graph, saved nodetool "
+        "workflow or API prompt (JSON); '-' reads stdin",
     )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--object-info",
+        metavar="FILE",
+        help="the node schemas to convert with: a ComfyUI's GET /object_info saved as JSON (or .json.gz). "
+        f"Default: the bundled core snapshot (ComfyUI {_bundled_version()}, no custom nodes)",
+    )
+    source.add_argument("--url", help="fetch the node schemas from this ComfyUI (GET URL/object_info)")
     parser.add_argument("--indent", type=int, default=2, help="JSON indent (default 2)")
     parser.add_argument("--compact", action="store_true", help="print the JSON on one line")
+
+
+def _bundled_version() -> str:
+    try:
+        return bundled_object_info().comfyui_version or "unknown"
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def load_object_info(path: str | None, url: str | None) -> ObjectInfo:
+    """The schemas ``--object-info`` / ``--url`` name, else the bundled snapshot; ``CliError`` when unreadable."""
+    if path is not None:
+        try:
+            return ObjectInfo.load(path)
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # also JSON and gzip errors
+            raise CliError(f"{path} is not an object_info JSON: {exc}") from None
+    if url is not None:
+        endpoint = url.rstrip("/") + "/object_info"
+        try:
+            response = requests.get(endpoint, timeout=OBJECT_INFO_TIMEOUT)
+            response.raise_for_status()
+            return ObjectInfo.from_bytes(response.content, source=endpoint)
+        except requests.RequestException as exc:
+            raise CliError(f"cannot fetch {endpoint}: {exc}") from None
+        except ValueError as exc:
+            raise CliError(f"{endpoint} did not answer with object_info JSON: {exc}") from None
+    return bundled_object_info()
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     prompts: dict[str, Any] = {}
     failed = False
+    object_info = load_object_info(args.object_info, args.url)
     for path in args.files:
         try:
-            prompts[path] = load_workflow(read_json(path))
+            prompts[path] = load_workflow(read_json(path), object_info)
         except CliError as exc:
             print(f"comfyroute convert: {exc}", file=sys.stderr)
             failed = True

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from comfyroute.conversion.nodetool import GraphError
+from comfyroute.conversion.problems import GraphError
+from comfyroute.conversion.workflow import is_editor_workflow
 
 _MAX_KEYS_SHOWN = 8
 
@@ -66,8 +67,8 @@ def _kind_of(value: Any) -> str:
 
 
 def is_editor_shape(obj: Mapping[str, Any]) -> bool:
-    """LiteGraph's serialisation: a ``nodes`` list beside a ``links`` list, and no ``edges``."""
-    return isinstance(obj.get("nodes"), list) and isinstance(obj.get("links"), list) and "edges" not in obj
+    """LiteGraph's serialisation (``workflow.is_editor_workflow``): typed editor nodes, links, no ``edges``."""
+    return is_editor_workflow(obj)
 
 
 def _is_prompt_shape(obj: Mapping[str, Any]) -> bool:

@@ -10,6 +10,12 @@ What ComfyUI's own frontend does when it builds a prompt is done here too: muted
 bypassed nodes pass their input of the matching type through, ``Reroute`` nodes are traced to the
 real source, notes are dropped and ``PrimitiveNode`` values are written into the inputs they feed.
 
+Given the executor's ``/object_info`` (an ``ObjectInfo``), the node schemas fill what a graph
+leaves out: an imported node's saved editor widget values (``_comfy_widgets``) are mapped to
+input names by the frontend's widget layout, properties that are not inputs of the class are
+not sent, and nodes without ``_comfy_metadata`` (built in nodetool's own editor) get their
+output handles resolved by name and their ``input_N`` handles by the class's inputs.
+
 Everything runs in time linear in nodes + edges (dict look-ups, memoised tracing, iterative
 Tarjan for cycles), so a 10,000-node graph neither slows down quadratically nor hits the
 recursion limit. Every problem found is collected and raised together in one ``GraphError``.
@@ -25,7 +31,11 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from comfyroute.conversion.detect import WorkflowKind, detect_workflow
+from comfyroute.conversion.editor import convert_editor_workflow
+from comfyroute.conversion.object_info import NodeSchema, ObjectInfo
 from comfyroute.conversion.problems import GraphError
+from comfyroute.conversion.widgets import UNDEFINED, layout
 from comfyroute.protocol import Graph, GraphEdge, GraphNode
 
 Prompt = dict[str, dict[str, Any]]
@@ -70,9 +80,9 @@ _UNSET: Any = object()
 class _Node:
     """One graph node as the converter sees it; slot metadata is parsed only when asked for."""
 
-    __slots__ = ("_inputs", "_meta", "_output_index", "_outputs", "class_type", "id", "kind", "props")
+    __slots__ = ("_inputs", "_meta", "_output_index", "_outputs", "class_type", "id", "kind", "props", "schema")
 
-    def __init__(self, node: GraphNode) -> None:
+    def __init__(self, node: GraphNode, schema: NodeSchema | None = None) -> None:
         props = node.props
         class_type = node.type.removeprefix(COMFY_PREFIX)
         meta = props.get("_comfy_metadata")
@@ -95,6 +105,7 @@ class _Node:
         self.props = props
         self.kind = kind
         self._meta: dict[str, Any] = meta
+        self.schema = schema
         self._inputs: tuple[_Slot, ...] | None = _UNSET
         self._outputs: tuple[_Slot, ...] | None = _UNSET
         self._output_index: dict[str, int] = _UNSET
@@ -105,15 +116,20 @@ class _Node:
 
     @property
     def inputs(self) -> tuple[_Slot, ...] | None:
-        """The editor's input slots; None when the node carries no slot metadata."""
+        """The editor's input slots; from the class schema without slot metadata; else None."""
         if self._inputs is _UNSET:
             self._inputs = _slots(self._meta.get("inputs"))
+            if self._inputs is None and self.schema is not None:
+                # The editor's own order: sockets, then widget inputs (what input_N counted).
+                self._inputs = tuple(_Slot(name, kind) for name, kind, _ in layout(self.schema).inputs)
         return self._inputs
 
     @property
     def outputs(self) -> tuple[_Slot, ...] | None:
         if self._outputs is _UNSET:
             self._outputs = _slots(self._meta.get("outputs"))
+            if self._outputs is None and self.schema is not None:
+                self._outputs = tuple(_Slot(out.name, out.type) for out in self.schema.outputs)
         return self._outputs
 
     @property
@@ -169,11 +185,15 @@ def is_comfy_graph(graph: Graph) -> bool:
     return bool(graph.nodes) and all(n.type.startswith(COMFY_PREFIX) for n in graph.nodes)
 
 
-def convert_graph(graph: Graph) -> Prompt:
-    """The ComfyUI API prompt of a nodetool comfy graph; ``GraphError`` lists every problem."""
+def convert_graph(graph: Graph, object_info: ObjectInfo | None = None) -> Prompt:
+    """The ComfyUI API prompt of a nodetool comfy graph; ``GraphError`` lists every problem.
+
+    With ``object_info`` the class schemas map ``_comfy_widgets`` to inputs and resolve handles
+    by name (see the module's docstring); without it, only what the graph itself says is used.
+    """
     if not graph.nodes:
         raise GraphError(["graph has no nodes"])
-    return _Converter(graph).run()
+    return _Converter(graph, object_info).run()
 
 
 def validate_prompt(prompt: Any) -> Prompt:
@@ -244,29 +264,29 @@ def apply_params(prompt: Mapping[str, Mapping[str, Any]], params: Mapping[str, M
     return out
 
 
-def load_workflow(obj: Any) -> Prompt:
-    """A validated prompt from a nodetool graph, a saved nodetool workflow or an API prompt.
+def load_workflow(obj: Any, object_info: ObjectInfo | None = None) -> Prompt:
+    """A validated prompt from any workflow file comfyroute knows.
 
-    Accepted shapes (``conversion.detect``): ``{"nodes", "edges"}``; ``{"graph": {"nodes", "edges"},
-    ...}`` (nodetool's saved workflow files); an API prompt ``{id: {class_type, inputs}}``; and
-    ComfyUI's own ``POST /prompt`` body ``{"prompt": {...}}``. A ComfyUI editor workflow is
-    recognised and refused here: converting it needs the executor's ``/object_info``.
+    Accepted shapes (``conversion.detect``): a ComfyUI editor workflow (what the editor's Save
+    and Export write), converted with ``object_info`` and refused without it; ``{"nodes",
+    "edges"}`` (a nodetool graph, converted with ``object_info``'s schemas when given);
+    ``{"graph": {"nodes", "edges"}, ...}`` (nodetool's saved workflow files); an API prompt
+    ``{id: {class_type, inputs}}``; and ComfyUI's own ``POST /prompt`` body ``{"prompt": {...}}``.
     """
-    # Imported here: detect uses this module's GraphError.
-    from comfyroute.conversion.detect import WorkflowKind, detect_workflow
-
     detected = detect_workflow(obj)
     if detected.kind is WorkflowKind.EDITOR:
-        raise GraphError([
-            "this is a ComfyUI editor workflow (nodes + links), not a nodetool graph or an API "
-            "prompt: export it from ComfyUI with 'Export (API)' or open it in nodetool first"
-        ])
+        if object_info is None:
+            raise GraphError([
+                "this is a ComfyUI editor workflow (nodes + links): converting it needs the node schemas "
+                "of the ComfyUI that runs it (object_info); or export it from ComfyUI with 'Export (API)'"
+            ])
+        return validate_prompt(convert_editor_workflow(detected.body, object_info))
     if detected.is_graph:
         try:
             graph = Graph.model_validate(detected.body)
         except ValidationError as exc:
             raise GraphError(_validation_problems(exc)) from None
-        return validate_prompt(convert_graph(graph))
+        return validate_prompt(convert_graph(graph, object_info))
     return validate_prompt(detected.body)
 
 
@@ -295,8 +315,9 @@ _REROUTE_INPUT = ""  # a Reroute has one input: its incoming edge is stored unde
 
 
 class _Converter:
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, object_info: ObjectInfo | None = None) -> None:
         self.graph = graph
+        self.object_info = object_info
         self.problems: list[str] = []
         self.nodes: dict[str, _Node] = {}
         # target node id -> input name -> (edge, position)
@@ -326,7 +347,10 @@ class _Converter:
             counts[node.id] = counts.get(node.id, 0) + 1
             # The first node with an id wins, so later checks still see a consistent graph.
             if node.id not in self.nodes:
-                self.nodes[node.id] = _Node(node)
+                class_type = node.type.removeprefix(COMFY_PREFIX)
+                info = self.object_info
+                schema = info[class_type] if info is not None and class_type in info else None
+                self.nodes[node.id] = _Node(node, schema)
         if foreign:
             self.problems.append(
                 f"not a comfy graph: every node type must start with '{COMFY_PREFIX}', "
@@ -362,12 +386,10 @@ class _Converter:
     def _index_incoming(self, live: list[tuple[GraphEdge, int]]) -> None:
         for edge, position in live:
             target = self.nodes[edge.target]
-            if target.kind is _Kind.REROUTE:
-                name: str | None = _REROUTE_INPUT
-            else:
-                name = self._input_name(edge, position, target)
-                if name is None:
-                    continue
+            found = _REROUTE_INPUT if target.kind is _Kind.REROUTE else self._input_name(edge, position, target)
+            if found is None:
+                continue
+            name: str = found
             slots = self.incoming.setdefault(target.id, {})
             if name in slots:
                 first, first_position = slots[name]
@@ -416,6 +438,10 @@ class _Converter:
                 )
                 return None
             return slot
+        if handle and source.schema is not None and not source._meta.get("outputs"):
+            named = source.schema.output_slot(handle)
+            if named is not None:
+                return named
         if not outputs or len(outputs) == 1:
             return 0
         self.problems.append(
@@ -431,7 +457,7 @@ class _Converter:
         for node in self.nodes.values():
             if node.kind is not _Kind.REAL:
                 continue
-            inputs = _node_inputs(node.props)
+            inputs = _node_inputs(node.props) if node.schema is None else _schema_inputs(node.schema, node.props)
             for name, (edge, position) in self.incoming.get(node.id, {}).items():
                 source = self.nodes[edge.source]
                 if source.kind is _Kind.REAL:  # the common case, without the tracing machinery
@@ -519,6 +545,33 @@ class _Converter:
             return _Value(widgets[0])
         self.problems.append(f"{node.label} has no value to pass on (no 'value' property)")
         return _Outcome.FAILED
+
+
+def _schema_inputs(schema: NodeSchema, props: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's widget inputs by the class schema: saved editor widgets first, named properties over them.
+
+    ``_comfy_widgets`` is the editor's ``widgets_values`` (a list in widget order, or an object
+    by name); properties named after an input of the class win (nodetool's editor writes
+    those); properties that are not inputs (``Node name for S&R``, ...) are not sent.
+    """
+    lay = layout(schema)
+    values: dict[str, Any] = {}
+    saved = props.get("_comfy_widgets")
+    if isinstance(saved, list):
+        slots = [widget for widget in lay.widgets if widget.saved]
+        for widget, value in zip(slots, saved, strict=False):
+            values[widget.name] = value
+    elif isinstance(saved, dict):
+        values.update(saved)
+    inputs = {
+        widget.name: values.get(widget.name, widget.default)
+        for widget in lay.widgets
+        if widget.sent and widget.spec is not None and (widget.name in values or widget.default is not UNDEFINED)
+    }
+    for key, value in _node_inputs(props).items():
+        if schema.input(key) is not None:
+            inputs[key] = value
+    return inputs
 
 
 def _types_match(wanted: str, offered: str | None) -> bool:

@@ -64,6 +64,9 @@ class _Undefined:
     def __repr__(self) -> str:
         return "UNDEFINED"
 
+    def __bool__(self) -> bool:  # falsy, as JavaScript's undefined
+        return False
+
 
 UNDEFINED: Any = _Undefined()
 """A widget value JavaScript would hold as ``undefined``: the input is left out of the prompt."""
