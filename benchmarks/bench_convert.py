@@ -1,12 +1,21 @@
-"""How graph -> prompt conversion scales: 100, 1,000 and 10,000 nodes with twice as many edges.
+"""How workflow -> prompt conversion scales: nodetool graphs and ComfyUI editor workflows.
 
-Not a test: it prints best-of-N timings. Conversion is meant to be linear in nodes + edges, so
+Not a test: it prints best-of-N timings. Conversion is meant to be linear in nodes + links, so
 µs/node should stay flat and the time ratio to the 100-node case should track the size ratio.
+
+nodetool graphs: 100, 1,000 and 10,000 nodes with twice as many edges.
 
 The graphs are layered DAGs shaped like real ComfyUI workflows: a first layer of LoadImage
 nodes (IMAGE + MASK outputs, reached by handle name through ``_comfy_metadata``), then layers of
 ImageBlend (two IMAGE inputs), ImageCompositeMasked (two IMAGE inputs and a MASK from the first
 layer), a few Reroutes and a few bypassed nodes, each wired to nodes of the layer above.
+
+Editor workflows (``convert_editor_workflow``, with the bundled object_info): 100, 1,000,
+2,000 and 10,000 nodes, links in the old array form: a layer of EmptyImage nodes, then layers
+of ImageBlend (two IMAGE links, widget values), with one in 50 a Reroute, one in 50 bypassed,
+one in 50 a PrimitiveNode feeding three blend_factor widgets converted to inputs, and one in 25
+an instance of a three-node subgraph (flattened to ``<instance>:<inner>`` ids), and SaveImage
+nodes on the last layer.
 
 Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_convert.py [--repeat N]``.
 """
@@ -20,10 +29,14 @@ import random
 import timeit
 from typing import Any
 
+from comfyroute.conversion.editor import convert_editor_workflow
 from comfyroute.conversion.nodetool import convert_graph, load_workflow
+from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.protocol import Graph
 
 SIZES = (100, 1_000, 10_000)
+EDITOR_SIZES = (100, 1_000, 2_000, 10_000)
+SUBGRAPH_ID = "5ab96a1e-0000-4000-8000-000000000001"
 LAYER_WIDTH = 20
 
 
@@ -108,6 +121,122 @@ def make_graph(n: int, seed: int = 0) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges}
 
 
+class _Editor:
+    """Builds an editor workflow (schema 0.4) node by node, keeping inputs, outputs and links consistent."""
+
+    def __init__(self) -> None:
+        self.nodes: list[dict[str, Any]] = []
+        self.links: list[list[Any]] = []
+        self.by_id: dict[int, dict[str, Any]] = {}
+
+    def add(self, node_id: int, kind: str, widgets: list[Any] | None, inputs: list[tuple[str, str]],
+            outputs: list[tuple[str, str]], mode: int = 0) -> None:
+        node = {
+            "id": node_id, "type": kind, "pos": [0, 0], "size": [200, 100], "flags": {}, "order": node_id,
+            "mode": mode, "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
+            "outputs": [{"name": n, "type": t, "links": []} for n, t in outputs], "properties": {},
+        }
+        if widgets is not None:
+            node["widgets_values"] = widgets
+        self.nodes.append(node)
+        self.by_id[node_id] = node
+
+    def link(self, source: int, slot: int, target: int, name: str) -> None:
+        link_id = len(self.links) + 1
+        inputs = self.by_id[target]["inputs"]
+        index = next(i for i, x in enumerate(inputs) if x["name"] == name)
+        inputs[index]["link"] = link_id
+        self.by_id[source]["outputs"][slot]["links"].append(link_id)
+        self.links.append([link_id, source, slot, target, index, inputs[index]["type"]])
+
+
+def _subgraph_definition() -> dict[str, Any]:
+    def inner(node_id: int, kind: str, widgets: list[Any], inputs: list[dict[str, Any]],
+              links: list[int]) -> dict[str, Any]:
+        return {"id": node_id, "type": kind, "pos": [0, 0], "size": [200, 100], "flags": {}, "order": node_id,
+                "mode": 0, "inputs": inputs, "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": links}],
+                "properties": {}, "widgets_values": widgets}
+
+    def link(link_id: int, origin: int, origin_slot: int, target: int, target_slot: int) -> dict[str, Any]:
+        return {"id": link_id, "origin_id": origin, "origin_slot": origin_slot, "target_id": target,
+                "target_slot": target_slot, "type": "IMAGE"}
+
+    return {
+        "id": SUBGRAPH_ID, "version": 1, "name": "invert, blur, blend", "revision": 0, "config": {},
+        "state": {"lastGroupId": 0, "lastNodeId": 3, "lastLinkId": 6, "lastRerouteId": 0},
+        "inputNode": {"id": -10, "bounding": [0, 0, 100, 60]}, "outputNode": {"id": -20, "bounding": [500, 0, 100, 60]},
+        "inputs": [{"id": "in", "name": "image", "type": "IMAGE", "linkIds": [1, 4]}],
+        "outputs": [{"id": "out", "name": "IMAGE", "type": "IMAGE", "linkIds": [6]}],
+        "widgets": [], "groups": [], "extra": {},
+        "nodes": [
+            inner(1, "ImageInvert", [], [{"name": "image", "type": "IMAGE", "link": 1}], [2]),
+            inner(2, "ImageBlur", [1, 1.0], [{"name": "image", "type": "IMAGE", "link": 2}], [3]),
+            inner(3, "ImageBlend", [0.5, "normal"], [{"name": "image1", "type": "IMAGE", "link": 3},
+                                                    {"name": "image2", "type": "IMAGE", "link": 4}], [6]),
+        ],
+        "links": [link(1, -10, 0, 1, 0), link(2, 1, 0, 2, 0), link(3, 2, 0, 3, 0), link(4, -10, 0, 3, 1),
+                  link(6, 3, 0, -20, 0)],
+    }
+
+
+def make_editor_workflow(n: int, seed: int = 0) -> dict[str, Any]:
+    """A layered editor workflow of ``n`` root nodes (see the module docstring)."""
+    rng = random.Random(seed)
+    width = min(LAYER_WIDTH, n)
+    editor = _Editor()
+    image = [("IMAGE", "IMAGE")]
+    sources = list(range(1, width + 1))
+    for node_id in sources:
+        editor.add(node_id, "EmptyImage", [64, 64, 1, node_id], [], image)
+    previous: list[int] = sources
+    layer: list[int] = []
+    primitive: tuple[int, int] | None = None  # a primitive and how many widgets it still feeds
+    node_id = width
+    last = n - width  # the last layer holds the SaveImage nodes
+    while node_id < last:
+        node_id += 1
+        a, b = rng.choice(previous), rng.choice(previous)
+        roll = node_id % 50
+        if roll == 0:
+            editor.add(node_id, "Reroute", None, [("", "*")], [("", "*")])
+            editor.link(a, 0, node_id, "")
+        elif roll == 1:
+            editor.add(node_id, "PrimitiveNode", [0.25, "fixed"], [], [("FLOAT", "FLOAT")])
+            primitive = (node_id, 3)
+            continue  # feeds widgets, produces no image for the next layer
+        elif node_id % 25 == 2:
+            editor.add(node_id, SUBGRAPH_ID, [], [("image", "IMAGE")], image)
+            editor.link(a, 0, node_id, "image")
+        else:
+            mode = 4 if roll == 3 else 0
+            inputs = [("image1", "IMAGE"), ("image2", "IMAGE")]
+            fed = primitive is not None and primitive[1] > 0
+            if fed:
+                inputs.append(("blend_factor", "FLOAT"))
+            editor.add(node_id, "ImageBlend", [0.5, "normal"], inputs, image, mode)
+            editor.link(a, 0, node_id, "image1")
+            editor.link(b, 0, node_id, "image2")
+            if fed and primitive is not None:
+                editor.by_id[node_id]["inputs"][2]["widget"] = {"name": "blend_factor"}
+                editor.link(primitive[0], 0, node_id, "blend_factor")
+                primitive = (primitive[0], primitive[1] - 1)
+        layer.append(node_id)
+        if len(layer) == width:
+            previous, layer = layer, []
+    for source in (layer + previous)[:width]:
+        node_id += 1
+        editor.add(node_id, "SaveImage", ["bench"], [("images", "IMAGE")], [])
+        editor.link(source, 0, node_id, "images")
+    while node_id < n:  # fill up to exactly n with previews of the first layer
+        node_id += 1
+        editor.add(node_id, "PreviewImage", None, [("images", "IMAGE")], [])
+        editor.link(sources[node_id % width], 0, node_id, "images")
+    return {
+        "last_node_id": node_id, "last_link_id": len(editor.links), "nodes": editor.nodes, "links": editor.links,
+        "groups": [], "config": {}, "extra": {}, "version": 0.4, "definitions": {"subgraphs": [_subgraph_definition()]},
+    }
+
+
 def best_seconds(func: Any, repeat: int, number: int) -> float:
     return min(timeit.repeat(func, repeat=repeat, number=number)) / number
 
@@ -143,6 +272,27 @@ def main() -> None:
             f" {convert_s / base_convert:>10.1f}x {load_s * 1e3:>9.2f} {load_s / n * 1e6:>8.2f}"
             f" {load_s / base_load:>10.1f}x"
         )
+    editor_table(args.repeat)
+
+
+def editor_table(repeat: int) -> None:
+    object_info = bundled_object_info()
+    rows = []
+    for n in EDITOR_SIZES:
+        workflow = make_editor_workflow(n, seed=n)
+        prompt = convert_editor_workflow(workflow, object_info)  # also proves the workflow converts cleanly
+        number = max(1, 5_000 // n)
+        seconds = best_seconds(lambda w=workflow: convert_editor_workflow(w, object_info), repeat, number)
+        rows.append((n, len(workflow["links"]), len(prompt), seconds))
+    base = rows[0][3]
+    header = f"{'nodes':>7} {'links':>7} {'prompt':>7} {'convert ms':>11} {'µs/node':>8} {'vs 100':>11}"
+    print()
+    print(f"convert_editor_workflow (editor workflow dict, bundled object_info); best of {repeat}")
+    print(header)
+    print("-" * len(header))
+    for n, n_links, n_prompt, seconds in rows:
+        print(f"{n:>7,} {n_links:>7,} {n_prompt:>7,} {seconds * 1e3:>11.2f} {seconds / n * 1e6:>8.2f}"
+              f" {seconds / base:>10.1f}x")
 
 
 if __name__ == "__main__":
