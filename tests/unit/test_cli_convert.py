@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 
+from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.protocol import protocol_json_schema
 from comfyroute_tools.cli import main
 
@@ -150,3 +152,71 @@ def test_installed_command_runs_convert() -> None:
     prompt = json.loads(result.stdout)
     assert prompt["3"]["class_type"] == "KSampler"
     assert prompt["3"]["inputs"]["model"] == ["4", 0]
+
+
+# --------------------------------------------------------------------------- editor workflows
+
+EDITOR = Path(__file__).resolve().parents[1] / "fixtures" / "editor" / "recorded"
+
+
+def recorded(name: str) -> dict[str, Any]:
+    return json.loads((EDITOR / f"{name}.json").read_text())
+
+
+def without_meta(prompt: dict[str, Any]) -> dict[str, Any]:
+    return {node_id: {k: v for k, v in entry.items() if k != "_meta"} for node_id, entry in prompt.items()}
+
+
+def test_convert_an_editor_workflow_with_the_bundled_object_info(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fixture = recorded("reroute_chain")
+    code, out, err = run(capsys, "convert", write(tmp_path, "wf.json", fixture["workflows"]["source"]))
+    assert (code, err) == (0, "")
+    assert without_meta(json.loads(out)) == without_meta(fixture["prompt"])
+
+
+def test_convert_with_an_object_info_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    fixture = recorded("bypass")
+    info = {k: v for k, v in bundled_object_info().raw.items() if k != "ImageBlend"}  # a ComfyUI without it
+    schemas = write(tmp_path, "object_info.json", info)
+    path = write(tmp_path, "wf.json", fixture["workflows"]["save"])
+    code, out, err = run(capsys, "convert", "--object-info", schemas, path)
+    assert code == 2
+    assert out == ""
+    assert "node 11 (ImageBlend): unknown node class 'ImageBlend'" in err
+
+
+@responses.activate
+def test_convert_with_object_info_from_a_comfyui(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    responses.get("http://comfy.test:8188/object_info", json=dict(bundled_object_info().raw))
+    fixture = recorded("primitive_widgets")
+    path = write(tmp_path, "wf.json", fixture["workflows"]["export"])
+    code, out, _ = run(capsys, "convert", "--url", "http://comfy.test:8188/", "--compact", path)
+    assert code == 0
+    assert without_meta(json.loads(out)) == without_meta(fixture["prompt"])
+
+
+@responses.activate
+def test_an_unreachable_comfyui_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    responses.get("http://comfy.test/object_info", status=502)
+    code, out, err = run(capsys, "convert", "--url", "http://comfy.test", write(tmp_path, "wf.json", {}))
+    assert (code, out) == (2, "")
+    assert err.startswith("comfyroute convert: cannot fetch http://comfy.test/object_info: 502")
+
+
+def test_a_bad_editor_workflow_prints_every_problem(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = write(tmp_path, "bad.json", recorded("bad_too_few_widgets")["workflows"]["source"])
+    code, out, err = run(capsys, "convert", bad)
+    assert (code, out) == (2, "")
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{bad}: node 1 (EmptyImage): too few widget values")
+    assert lines[1].startswith(f"{bad}: node 2 (ImageBlur): too few widget values")
+
+
+def test_object_info_and_url_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "--object-info", "a.json", "--url", "http://x", "wf.json"])
+    assert info.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
