@@ -182,6 +182,8 @@ class _Converter:
         self.building: set[tuple[str | None, str]] = set()
         self.instances: dict[str, _Instance] = {}
         self.memo: dict[_StepKey, _Result] = {}
+        self._by_search_name: dict[str, _Node] | None = None
+        self._by_title: dict[str, _Node] = {}
 
     # ------------------------------------------------------------------ run
 
@@ -411,11 +413,20 @@ class _Converter:
 
     def _lookup_widget(self, node_name: str, widget: str) -> Any:
         """A widget value for ``%Node.widget%``: the node found by its S&R name, then by its title."""
-        nodes = [self._model(g, n) for g in (self.workflow.root, *self.workflow.subgraphs.values()) for n in g.nodes]
-        found = [n for n in nodes if _search_name(n) == node_name] or [n for n in nodes if n.title == node_name]
-        if not found or widget not in found[0].values:
+        if self._by_search_name is None:
+            # The first node of each name counts, root graph first, as the frontend's search.
+            self._by_search_name = {}
+            for graph in (self.workflow.root, *self.workflow.subgraphs.values()):
+                for node_id in graph.nodes:
+                    node = self._model(graph, node_id)
+                    name = _search_name(node)
+                    if name is not None:
+                        self._by_search_name.setdefault(name, node)
+                    self._by_title.setdefault(node.title, node)
+        found = self._by_search_name.get(node_name) or self._by_title.get(node_name)
+        if found is None or widget not in found.values:
             return UNDEFINED
-        return found[0].values[widget]
+        return found.values[widget]
 
     # ------------------------------------------------------------------ flattening
 
