@@ -23,7 +23,7 @@ for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ.setdefault(key, "testing")
 
 from moto import mock_aws  # noqa: E402
-from sfn_harness import SFN_MOCK_CONFIG, StateMachineHarness  # noqa: E402
+from support.sfn_harness import SFN_MOCK_CONFIG, StateMachineHarness  # noqa: E402
 
 from comfyroute.jobstate import next_wait  # noqa: E402
 
