@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -495,12 +495,12 @@ class PromptStream:
 
 
 def interpret(
-    frames: list[str | bytes | Mapping[str, Any]],
+    frames: Sequence[str | bytes | Mapping[str, Any]],
     prompt_id: str,
     prompt: Mapping[str, Any] | None = None,
     *,
     progress_per_second: float = 0.0,
-    times: list[float] | None = None,
+    times: Sequence[float] | None = None,
 ) -> list[StreamEvent]:
     """Every event of a whole sequence of frames (``times``: when each arrived; all at 0 by
     default), with whatever was held back delivered at the end."""
