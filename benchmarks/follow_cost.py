@@ -377,9 +377,10 @@ def lateness(path: str, duration: float, samples: int = 400, seed: int = 10) -> 
 # --------------------------------------------------------------------------- the loopback measurement
 
 
-def loopback_overhead(runs: int = 15) -> tuple[float, float]:
+def loopback_overhead(runs: int = 15) -> tuple[float, float, float]:
     """Median seconds for a tiny prompt on the loopback fake: POST + /history polled every 1 ms,
-    and POST + follow_prompt (socket, one look, events to the end). Measured, module level only."""
+    and POST + follow_prompt (socket, one look, events to the end); and one keep-alive GET /queue,
+    which dominates both on the fake. Measured, module level only."""
     import requests
     from fakes import FakeComfyUI
 
@@ -391,7 +392,7 @@ def loopback_overhead(runs: int = 15) -> tuple[float, float]:
         "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}},
     }
-    direct, followed = [], []
+    direct, followed, request = [], [], []
     with FakeComfyUI(run_seconds=0.004) as fake:
         session = requests.Session()
         executor = ComfyUIExecutor(fake.url, progress_peek_seconds=0)
@@ -415,7 +416,10 @@ def loopback_overhead(runs: int = 15) -> tuple[float, float]:
             )
             assert result.end.value == "finished", result
             followed.append(time.perf_counter() - t0)
-    return statistics.median(direct), statistics.median(followed)
+            t0 = time.perf_counter()
+            session.get(f"{fake.url}/queue", timeout=5)
+            request.append(time.perf_counter() - t0)
+    return statistics.median(direct), statistics.median(followed), statistics.median(request)
 
 
 # --------------------------------------------------------------------------- the table
@@ -459,10 +463,11 @@ def main() -> None:
             )
         print()
     if not args.no_loopback:
-        direct, followed = loopback_overhead()
+        direct, followed, request = loopback_overhead()
         print(
             f"Measured on this machine, loopback FakeComfyUI, tiny prompt (median of 15): POST + /history every 1 ms "
-            f"{direct * 1000:.1f} ms; POST + follow_prompt {followed * 1000:.1f} ms ({followed / direct:.1f}x). "
+            f"{direct * 1000:.1f} ms; POST + follow_prompt {followed * 1000:.1f} ms ({followed / direct:.1f}x).\n"
+            f"One keep-alive GET /queue on the fake takes {request * 1000:.1f} ms, which dominates both. "
             "Module level only: no Lambda, no Step Functions."
         )
 

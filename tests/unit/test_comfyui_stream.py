@@ -231,6 +231,21 @@ def test_every_recording_ends_once_and_says_nothing_after(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(RECORDED))
+def test_the_prompt_is_idle_only_after_comfyui_said_nothing_runs(name: str) -> None:
+    # The terminal message comes before ComfyUI writes /history; executing {node: null} after it.
+    stream = PromptStream(prompt_id_of(name))
+    recorded = frames(name)
+    index = 0
+    while not stream.ended:
+        stream.feed(recorded[index], 0.0)
+        index += 1
+    assert not stream.idle
+    for frame in recorded[index:]:
+        stream.feed(frame, 0.0)
+    assert stream.idle
+
+
+@pytest.mark.parametrize("name", list(RECORDED))
 def test_another_prompts_events_only_move_the_queue(name: str) -> None:
     events = replay(name, prompt_id="someone-elses-prompt")
     assert events
@@ -452,8 +467,10 @@ def test_a_prompt_is_followed_from_its_socket_to_the_end(comfy: FakeComfyUI) -> 
     assert result.outputs == ("3",)
     assert result.nodes == {"1": NodeState.COMPLETED, "2": NodeState.COMPLETED, "3": NodeState.COMPLETED}
     assert (result.connects, result.looks) == (1, 1)
+    # The follow waited for "nothing runs": the confirming look finds the prompt in /history.
+    assert executor.status(job) == ExecutorStatus(state=JobStatus.COMPLETED)
     assert comfy.ws_clients == [f"comfyroute-{job}"]
-    assert comfy.requests.count(("GET", "/queue")) == 1  # one look per follow, not one per event
+    assert comfy.requests.count(("GET", "/queue")) == 2  # the follow's one look, and the check above
     kinds = summary(seen)
     assert kinds.index(("output", "3", ("ws_00001_.png",))) < kinds.index(("ended", "completed"))
     # Every node of the prompt was seen running and completed, in order, with its title.

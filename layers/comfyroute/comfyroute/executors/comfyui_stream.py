@@ -14,7 +14,9 @@ Two parts:
   window. It opens the socket first and only then looks at ``/queue`` and ``/history`` once (a
   prompt can finish before the socket is open), forwards events to a callback, and returns how
   the follow ended: the prompt finished, the window is over (call again), the socket could not be
-  used (fall back to polling), or the executor could not be reached at all.
+  used (fall back to polling), or the executor could not be reached at all. After the terminal
+  message it reads on briefly for ``executing {node: null}``, which ComfyUI sends only once the
+  prompt is in ``/history``, so the caller's confirming look finds it there.
 
 What ComfyUI says (recorded from 0.3.64, ``ws_sequence_*``): ``status`` to every socket when the
 queue changes; to the prompt's client only: ``execution_start``, ``execution_cached {nodes}``, per
@@ -264,6 +266,9 @@ class PromptStream:
     progress_per_second: float = 2.0
     started: bool = False
     ended: bool = False
+    # ComfyUI's ``executing {node: null}``: sent after the prompt reached /history, so a look
+    # after it finds the prompt there (the terminal message comes before the history write).
+    idle: bool = False
     outcome: ExecutorStatus | None = None
     frames: int = 0
     skipped: int = 0
@@ -283,13 +288,14 @@ class PromptStream:
 
     def feed(self, frame: str | bytes | Mapping[str, Any], now: float) -> list[StreamEvent]:
         self.frames += 1
-        if self.ended:
-            return []
         if isinstance(frame, bytes | bytearray | memoryview):
             return []  # preview images: the client gets outputs, not previews
         try:
             raw = json.loads(frame) if isinstance(frame, str) else frame
             message = _Message.model_validate(raw)
+            if self.ended:
+                self._note_idle(message)
+                return []
             handler = self._handlers.get(message.type)
             if handler is None:
                 return []
@@ -348,6 +354,12 @@ class PromptStream:
         return out
 
     # -- messages ---------------------------------------------------------------------------
+
+    def _note_idle(self, message: _Message) -> None:
+        if message.type == "executing":
+            info = _Executing.model_validate(message.data)
+            if info.node is None and self._ours(info.prompt_id):
+                self.idle = True
 
     def _ours(self, prompt_id: str | None) -> bool:
         return prompt_id is None or prompt_id == self.prompt_id
@@ -419,6 +431,7 @@ class PromptStream:
         if node is None:
             # ComfyUI's "nothing runs any more". Servers from before execution_success end with
             # this alone; newer ones send it after the terminal message, which ended us already.
+            self.idle = True
             return self._end(ExecutorStatus(state=JobStatus.COMPLETED))
         return self._running(str(node))
 
@@ -543,6 +556,9 @@ class FollowConfig(BaseModel):
     # at most this often.
     queue_look_seconds: float = Field(default=2.0, ge=0)
     reconnects: int = Field(default=1, ge=0, le=5)
+    # After the terminal message, read on this long for ``executing {node: null}``, which ComfyUI
+    # sends once the prompt is in /history: the caller's confirming look then finds it there.
+    end_grace_seconds: float = Field(default=1.0, ge=0, le=10)
 
 
 @dataclass(frozen=True)
@@ -677,7 +693,19 @@ class _Follower:
                 self._emit([event])
             if self.stream.ended:
                 self.status = self.stream.outcome
+                self._await_idle(ws)
                 return self._result(FollowEnd.FINISHED)
+
+    def _await_idle(self, ws: ClientConnection) -> None:
+        until = self.clock() + self.config.end_grace_seconds
+        while not self.stream.idle:
+            left = until - self.clock()
+            if left <= 0:
+                return
+            try:
+                self.stream.feed(ws.recv(timeout=left), self.clock())
+            except (TimeoutError, ConnectionClosed):
+                return
 
     def _wait(self, now: float) -> float:
         wait = self.deadline - now
