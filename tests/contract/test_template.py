@@ -5,6 +5,7 @@ machine definition. cfn-lint / sam validate / sam build run in .ci/tools.sh."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -292,12 +293,15 @@ def layer_build_commands(**variables: str) -> list[str]:
     shell command per item (backslash continuations joined, quotes dropped)."""
     assert shutil.which("make"), "make is needed to build the layer"
     args = [f"{k}={v}" for k, v in {"ARTIFACTS_DIR": "/tmp/layer-artifacts", **variables}.items()]
+    # Not the flags of a `make test` this runs under: they would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}}
     done = subprocess.run(
-        ["make", "--dry-run", "-f", str(LAYER_MAKEFILE), "build-ComfyrouteLayer", *args],
+        ["make", "--dry-run", "--no-print-directory", "-f", str(LAYER_MAKEFILE), "build-ComfyrouteLayer", *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT,
+        env=env,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
