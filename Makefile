@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser-deps dev test lint tools bench clean
+.PHONY: venv browser-deps dev test lint typecheck layer tools bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ browser-deps: $(STAMP)
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) typecheck
 	$(BIN)/ruff check .
+
+# mypy on the library and the tools ([tool.mypy] in pyproject.toml says which files and how strict).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The Lambda layer as `sam build` makes it (layers/comfyroute/Makefile), into artifacts/layer.
+layer:
+	$(MAKE) -f layers/comfyroute/Makefile build-ComfyrouteLayer ARTIFACTS_DIR=$(CURDIR)/artifacts/layer
 
 # cfn-lint, sam validate and sam build, in their own virtualenv (.venv-tools).
 tools:
@@ -39,6 +47,7 @@ tools:
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_convert.py
 	$(BIN)/python benchmarks/poll_schedule.py
+	$(BIN)/python benchmarks/cold_start.py
 
 clean:
 	rm -rf $(VENV) .venv-tools .aws-sam .pytest_cache artifacts

@@ -5,7 +5,10 @@ machine definition. cfn-lint / sam validate / sam build run in .ci/tools.sh."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +28,7 @@ from comfyroute_tools.dev.asl import (
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 ASL_PATH = ROOT / "statemachine" / "job.asl.json"
+LAYER_MAKEFILE = ROOT / "layers" / "comfyroute" / "Makefile"
 
 FUNCTIONS = {
     "AuthorizerFunction": "authorizer",
@@ -274,10 +278,75 @@ def test_layer_is_built_from_the_library_with_its_requirements(resources: dict[s
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/comfyroute/"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    # Built by layers/comfyroute/Makefile (compiled bytecode, no second botocore), not SAM's pip builder.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == "arm64"
+    assert LAYER_MAKEFILE.is_file()
     requirements = (ROOT / "layers" / "comfyroute" / "requirements.txt").read_text()
     assert "pydantic" in requirements
     assert (ROOT / "layers" / "comfyroute" / "comfyroute" / "__init__.py").is_file()
+
+
+def layer_build_commands(**variables: str) -> list[str]:
+    """What `sam build` would run for the layer: make's dry run of the target SAM calls, one
+    shell command per item (backslash continuations joined, quotes dropped)."""
+    assert shutil.which("make"), "make is needed to build the layer"
+    args = [f"{k}={v}" for k, v in {"ARTIFACTS_DIR": "/tmp/layer-artifacts", **variables}.items()]
+    # Not the flags of a `make test` this runs under: they would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}}
+    done = subprocess.run(
+        ["make", "--dry-run", "--no-print-directory", "-f", str(LAYER_MAKEFILE), "build-ComfyrouteLayer", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    joined = re.sub(r"\\\n\s*", " ", done.stdout).replace('"', "")
+    return [line for line in joined.splitlines() if line.strip()]
+
+
+def command_with(commands: list[str], needle: str) -> str:
+    found = [c for c in commands if needle in c]
+    assert len(found) == 1, (needle, commands)
+    return found[0]
+
+
+def test_layer_makefile_installs_lambda_wheels_drops_the_runtime_sdk_and_compiles() -> None:
+    commands = layer_build_commands()
+    pip = command_with(commands, " -m pip install ")
+    for flag in (
+        "--platform manylinux2014_aarch64",
+        "--only-binary=:all:",
+        "--python-version 3.12",
+        "--implementation cp",
+        "--target /tmp/layer-artifacts/python",
+        "--no-compile",
+    ):
+        assert flag in pip, flag
+    assert pip.endswith("layers/comfyroute/requirements.txt")
+    # What the python3.12 runtime ships goes after pip pulls it in (aws-xray-sdk -> botocore).
+    removal = command_with(commands, "for name in")
+    removed = set(removal.split("for name in", 1)[1].split(";", 1)[0].split())
+    assert {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3"} <= removed
+    assert not removed & {"pydantic", "pydantic_core", "aws_lambda_powertools", "requests", "websockets", "comfyroute"}
+    # Only the library goes in, never the tools; then everything is compiled for a read-only mount.
+    copy = command_with(commands, "cp -R ")
+    assert copy.endswith("layers/comfyroute/comfyroute /tmp/layer-artifacts/python/comfyroute")
+    assert not any("comfyroute_tools" in c for c in commands)
+    compile_ = command_with(commands, " -m compileall ")
+    assert "--invalidation-mode unchecked-hash" in compile_
+    assert compile_.endswith(" /tmp/layer-artifacts/python")
+    assert commands.index(compile_) == len(commands) - 1, "compileall must run after everything is in place"
+
+
+def test_layer_platform_can_be_the_hosts_for_local_builds() -> None:
+    pip = command_with(layer_build_commands(LAYER_PLATFORM="manylinux2014_x86_64"), " -m pip install ")
+    assert "--platform manylinux2014_x86_64" in pip
+    assert "aarch64" not in pip
 
 
 def test_globals_set_every_documented_environment_variable(template: dict[str, Any]) -> None:

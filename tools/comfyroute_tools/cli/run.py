@@ -461,7 +461,10 @@ async def _run(
     async with ComfyrouteClient(endpoint.url, endpoint.token.get_secret_value()) as client:
         with _sigint_sets(interrupted):
             job_id = await client.run_job(
-                **{workflow.kind: workflow.body}, job_id=args.job_id, settings=settings or None
+                graph=workflow.body if workflow.kind == "graph" else None,
+                prompt=workflow.body if workflow.kind == "prompt" else None,
+                job_id=args.job_id,
+                settings=settings or None,
             )
             reporter.start(job_id)
             try:

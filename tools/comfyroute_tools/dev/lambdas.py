@@ -268,7 +268,10 @@ def patch_moto_invoke(registry: FunctionRegistry) -> Iterator[FunctionRegistry]:
         ) -> str | bytes | None:
             function = registry.get(function_name)
             if function is None:
-                return original(backend, function_name, qualifier, body, headers, response_headers)
+                answer: str | bytes | None = original(
+                    backend, function_name, qualifier, body, headers, response_headers
+                )
+                return answer
             payload = _answer(function, body, headers, response_headers)
             response_headers["Content-Length"] = str(len(payload))
             return payload

@@ -250,7 +250,9 @@ class DevStack:
 
     def client(self, service: str) -> Any:
         """A boto3 client for the embedded moto (tests, `comfyroute keys`)."""
-        return boto3.client(
+        # boto3-stubs types boto3.client with one overload per literal service name; this
+        # passes any name through and returns Any, as before.
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.moto_endpoint,
             region_name=self.region,
