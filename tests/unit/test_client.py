@@ -625,7 +625,7 @@ def test_invalid_commands_are_refused_before_sending(server: FakeServer) -> None
 
     problems = run(go())
     assert "data.job_id" in problems[0]
-    assert "not both" in problems[1]
+    assert "give only one of" in problems[1]
     assert f"at most {MAX_MESSAGE_BYTES} bytes" in problems[2]
     assert "limit" in problems[3]
     assert "'../etc'" in problems[4]
