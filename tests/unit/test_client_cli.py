@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_client import INLINE_BYTES, PROMPT, TOKEN, URI_BYTES, FakeServer, FileServer, free_port
+from support.fake_backend import INLINE_BYTES, PROMPT, TOKEN, URI_BYTES, FakeServer, FileServer, UploadServer
+from test_client import free_port
 
 from comfyroute.protocol import JobStatus, JobUpdate, NodeProgress, OutputUpdate, OutputValue
 from comfyroute_tools.cli import main
@@ -45,7 +46,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
-    with FileServer() as files, FakeServer(files) as s:
+    with FileServer() as files, UploadServer() as uploads, FakeServer(files, uploads) as s:
         yield s
 
 
