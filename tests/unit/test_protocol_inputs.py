@@ -282,8 +282,8 @@ def test_save_workflow_takes_one_source(data: dict[str, Any], expected: str) -> 
 
 def test_editor_workflow_limits_count_subgraphs_too() -> None:
     limits = Limits(max_nodes=3, max_edges=2, max_body_bytes=100_000)
-    sub = {"id": "s", "nodes": [{"id": 1}, {"id": 2}], "links": [[1], [2]]}
-    wf = {"nodes": [{"id": 1}, {"id": 2}], "links": [], "definitions": {"subgraphs": [sub]}}
+    sub: dict[str, Any] = {"id": "s", "nodes": [{"id": 1}, {"id": 2}], "links": [[1], [2]]}
+    wf: dict[str, Any] = {"nodes": [{"id": 1}, {"id": 2}], "links": [], "definitions": {"subgraphs": [sub]}}
     err = refused(body("run_job", workflow=wf), limits)
     assert "data.workflow.nodes: 4 nodes (subgraphs included); the limit is 3" in str(err)
     assert err.code == "too_large"
