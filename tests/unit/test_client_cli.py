@@ -564,7 +564,7 @@ def test_an_editor_workflow_is_sent_as_saved(
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ({"nodes": [1], "links": []}, "  - workflow.nodes[0]: Input should be a valid dictionary"),
+        ({"nodes": [{"id": 1, "type": "LoadImage"}], "links": {}}, "  - workflow.links: Input should be a valid list"),
         ({"nodes": [], "links": []}, "is a ComfyUI workflow without nodes"),
     ],
 )

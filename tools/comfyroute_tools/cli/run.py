@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from comfyroute.conversion.detect import WorkflowKind as WorkflowKindDetected
+from comfyroute.conversion.detect import detect_workflow
 from comfyroute.conversion.nodetool import GraphError, load_workflow
 from comfyroute.protocol import (
     JOB_ID_PATTERN,
@@ -211,49 +213,40 @@ def _read_json(path: str) -> Any:
         raise BadInput(f"{path} is not JSON: {exc}") from None
 
 
-def is_editor_workflow(obj: Any) -> bool:
-    """ComfyUI's editor file (what its Save writes): LiteGraph ``nodes`` beside ``links``, no
-    nodetool ``edges``. The shape the server's converter takes as ``workflow``."""
-    return (
-        isinstance(obj, Mapping)
-        and isinstance(obj.get("nodes"), list)
-        and isinstance(obj.get("links"), list)
-        and "edges" not in obj
-    )
-
-
-def _unwrap(obj: Mapping[str, Any]) -> tuple[Literal["graph", "prompt"], dict[str, Any], dict[str, Any]]:
-    # The same shapes comfyroute.conversion.nodetool.load_workflow accepts, so what is checked is what is sent.
-    graph, prompt = obj.get("graph"), obj.get("prompt")
-    if isinstance(graph, Mapping) and "nodes" in graph:
-        settings = obj.get("settings")
-        return "graph", dict(graph), dict(settings) if isinstance(settings, Mapping) else {}
-    body = dict(prompt) if isinstance(prompt, Mapping) and "class_type" not in prompt else dict(obj)
-    return ("graph" if isinstance(body.get("nodes"), list) else "prompt"), body, {}
+_KINDS: dict[WorkflowKindDetected, WorkflowKind] = {
+    WorkflowKindDetected.GRAPH: "graph",
+    WorkflowKindDetected.SAVED_WORKFLOW: "graph",
+    WorkflowKindDetected.PROMPT: "prompt",
+    WorkflowKindDetected.EDITOR: "workflow",
+}
 
 
 def load_workflow_file(path: str) -> WorkflowFile:
     """Read and check a workflow file the way the server will, listing every problem.
 
+    The kind is told by shape, as the server tells an uploaded workflow's (``conversion.detect``).
     A nodetool graph or an API prompt is converted here as the server would; an editor workflow
-    only has its outline checked, since turning it into a prompt needs the executor's
-    ``/object_info``, which the server has."""
+    only has its outline checked: turning it into a prompt needs the ``/object_info`` of the
+    ComfyUI that runs it (custom nodes and all), which the server has and this machine may not."""
     obj = _read_json(path)
-    if is_editor_workflow(obj):
+    try:
+        detected = detect_workflow(obj)
+    except GraphError as exc:
+        raise BadInput(f"{path} is not a runnable workflow", exc.problems) from None
+    kind, body, settings = _KINDS[detected.kind], dict(detected.body), dict(detected.settings)
+    if kind == "workflow":
         try:
-            editor = EditorWorkflow.model_validate(obj)
+            editor = EditorWorkflow.model_validate(body)
         except ValidationError as exc:
             problems = describe_validation_error(exc, prefix=("workflow",)).split("; ")
             raise BadInput(f"{path} is not a runnable ComfyUI workflow", problems) from None
         if not editor.nodes:
             raise BadInput(f"{path} is a ComfyUI workflow without nodes")
-        return WorkflowFile(kind="workflow", body=dict(obj), settings={}, node_count=editor.counts()[0])
+        return WorkflowFile(kind=kind, body=body, settings=settings, node_count=editor.counts()[0])
     try:
         prompt = load_workflow(obj)
     except GraphError as exc:
         raise BadInput(f"{path} is not a runnable workflow", exc.problems) from None
-    assert isinstance(obj, Mapping)  # load_workflow refuses anything else
-    kind, body, settings = _unwrap(obj)
     return WorkflowFile(kind=kind, body=body, settings=settings, node_count=len(prompt))
 
 
