@@ -140,6 +140,7 @@ class FakeServer:
         # job id -> [(name, bytes, content type)] and the workflows that came by upload
         self.job_inputs: dict[str, list[tuple[str, bytes, str]]] = {}
         self.uploaded_workflows: dict[str, Any] = {}
+        self.workflow_ids: dict[str, str] = {}  # job id -> the workflow_id it was sent with ("wf-1" if none)
         self.on_running: Callable[[], None] | None = None
         self.noise_before_job = False  # send another job's progress before a get_job answer
         self.mute: set[str] = set()  # commands to ignore (for request timeouts)
@@ -322,7 +323,7 @@ class FakeServer:
     ) -> JobView:
         view = JobView(
             job_id=job_id,
-            workflow_id="wf-1",
+            workflow_id=self.workflow_ids.get(job_id, "wf-1"),
             status=status,
             executor=ExecutorKind.LOCAL,
             error=error,
@@ -340,8 +341,11 @@ class FakeServer:
         assert job_id is not None, "the client always sends a job id"
 
         def update(status: JobStatus, **kw: Any) -> JobUpdate:
-            return JobUpdate(job_id=job_id, workflow_id="wf-1", status=status, executor=ExecutorKind.LOCAL, **kw)
+            return JobUpdate(
+                job_id=job_id, workflow_id=self.workflow_ids[job_id], status=status, executor=ExecutorKind.LOCAL, **kw
+            )
 
+        self.workflow_ids[job_id] = cmd.data.workflow_id or "wf-1"
         inputs, workflow, refusal = self._resolve_inputs(cmd)
         if refusal is not None:
             await self._send(
