@@ -374,7 +374,8 @@ def test_big_graphs_and_editor_workflows_are_uploaded_whole(server: FakeServer, 
 
     async def go() -> str:
         async with ComfyrouteClient(server.url, TOKEN) as client:
-            return (await client.run(**{kind: body})).job_id
+            result = await (client.run(graph=body) if kind == "graph" else client.run(workflow=body))
+            return result.job_id
 
     job_id = run(go())
     sent = server.commands("run_job")[0].data

@@ -27,7 +27,7 @@ import os
 import re
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Self, TypeAlias
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -489,7 +489,7 @@ class ComfyrouteClient:
             raise RequestError(msg)
         return msg
 
-    async def messages(self) -> AsyncIterator[ServerMessage]:
+    async def messages(self) -> AsyncGenerator[ServerMessage, None]:
         """Every server message no request or ``follow`` is waiting for, in arrival order.
 
         Ends when the client is closed; raises ``ConnectionLost`` when the connection drops."""
