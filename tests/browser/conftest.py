@@ -119,19 +119,19 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
         context.close()
 
 
-def _save_screenshot(pg: Any, name: str, *, docs: bool = True) -> Path:
+def _save_screenshot(pg: Any, name: str, *, docs: bool = True, docs_name: str = "screenshot.png") -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
     pg.screenshot(path=str(path))
     if docs and os.environ.get("UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(path, REPO / "docs" / "screenshot.png")
+        shutil.copyfile(path, REPO / "docs" / docs_name)
     return path
 
 
 @pytest.fixture
 def save_screenshot() -> Any:
-    """save_screenshot(page, NAME, docs=True): to artifacts/browser/NAME, and (docs=True) to
-    docs/screenshot.png when UPDATE_SCREENSHOT=1."""
+    """save_screenshot(page, NAME, docs=True, docs_name="screenshot.png"): to
+    artifacts/browser/NAME, and (docs=True) to docs/DOCS_NAME when UPDATE_SCREENSHOT=1."""
     return _save_screenshot
 
 
@@ -235,3 +235,35 @@ def backend(_browser_available: None) -> Iterator[Backend]:
             yield Backend(dev, comfy, runpod)
         finally:
             dev.stop()
+
+
+# --------------------------------------------------------------------------- a scripted backend
+
+
+class ScriptedBackend:
+    """The scripted FakeServer of the client tests (tests/support/fake_backend.py) with its
+    S3-like UploadServer, for what the dev stack cannot do yet: ``request_upload`` answered with
+    a presigned POST, ``run_job.files`` / ``workflow_upload_id`` resolved against the bytes that
+    arrived, and input files listed by ``get_job``. The page reaches it as a deployed page
+    reaches its backend: the WebSocket, the upload store and the static site are three origins."""
+
+    def __init__(self, server: Any, uploads: Any, files: Any) -> None:
+        self.server = server
+        self.uploads = uploads
+        self.files = files
+
+    @property
+    def ws_url(self) -> str:
+        return str(self.server.url)
+
+    @property
+    def token(self) -> str:
+        return str(self.server.token)
+
+
+@pytest.fixture
+def scripted(_browser_available: None) -> Iterator[ScriptedBackend]:
+    from support.fake_backend import FakeServer, FileServer, UploadServer
+
+    with FileServer() as files, UploadServer() as uploads, FakeServer(files, uploads) as server:
+        yield ScriptedBackend(server, uploads, files)

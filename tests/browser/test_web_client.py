@@ -200,8 +200,9 @@ def test_invalid_graph_lists_each_node_error(page: Any, backend: Any, tmp_path: 
 
 def test_a_file_that_is_not_a_workflow_is_explained(page: Any, backend: Any, tmp_path: Path) -> None:
     page.goto(backend.http_url + "/")
-    open_file(page, write_json(tmp_path, "editor.json", {"nodes": [{"id": 1}], "links": []}))
-    expect(page.locator("#wf-file-error")).to_contain_text("API")
+    open_file(page, write_json(tmp_path, "notes.json", {"title": "not a workflow", "items": []}))
+    expect(page.locator("#wf-file-error")).to_contain_text("neither a nodetool graph")
+    expect(page.locator("#wf-file-error")).to_contain_text("a ComfyUI workflow ({nodes, links})")
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
     open_file(page, tmp_path / "broken.json")
     expect(page.locator("#wf-file-error")).to_contain_text("not valid JSON")

@@ -74,6 +74,22 @@ def test_workflow_file_shapes(modules: Any) -> None:
     assert (
         modules("workflows.js", parse, {"text": json.dumps({"prompt": prompt}), "name": "p.json"})["kind"] == "prompt"
     )
+    # A ComfyUI editor workflow (as its Save writes it) is taken as it is, every key kept.
+    editor = {
+        "id": "3f1c2a9e-5d4b-4c1e-9a7f-2b8d6e0c4a11",
+        "nodes": [{"id": 1, "type": "LoadImage", "widgets_values": ["a.png", "image"]}],
+        "links": [],
+        "groups": [{"title": "G"}],
+        "definitions": {"subgraphs": []},
+        "version": 0.4,
+    }
+    whole = modules("workflows.js", "m.parseWorkflowFile(arg, 'Invert photo.json')", json.dumps(editor))
+    assert whole["kind"] == "workflow"
+    assert whole["body"] == editor
+    assert whole["name"] == "Invert photo"
+    assert whole["id"] == editor["id"]
+    classes = modules("workflows.js", "[...m.nodeClasses({kind: 'workflow', body: arg}).entries()]", editor)
+    assert classes == [["1", "LoadImage"]]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +97,8 @@ def test_workflow_file_shapes(modules: Any) -> None:
     [
         ("{oops", "not valid JSON"),
         ("[1, 2]", "must contain a JSON object"),
-        ('{"nodes": [{"id": 1}], "links": []}', "Export (API)"),
+        ('{"nodes": [1], "links": []}', "Every node of a ComfyUI workflow must be a JSON object"),
+        ('{"nodes": [], "links": []}', "The ComfyUI workflow has no nodes"),
         ('{"hello": "world"}', "neither a nodetool graph"),
         ('{"nodes": [], "edges": []}', "no nodes"),
     ],
@@ -373,3 +390,146 @@ def test_outputs_are_not_redrawn_when_unchanged(modules: Any) -> None:
     )
     assert same is True
     assert redrawn == 2
+
+
+# --------------------------------------------------------------------------- input files and uploads
+
+
+def test_input_names_follow_the_protocol_rule(modules: Any) -> None:
+    names = ["input.png", "My Photo (2).jpg", "_x", "../a.png", "a/b.png", ".hidden", "trail.", "x" * 129, "", "é.png"]
+    problems = modules("uploads.js", "arg.map((n) => m.inputNameProblem(n))", names)
+    assert [p is None for p in problems] == [True, True, True, False, False, False, False, False, False, False]
+    suggested = modules(
+        "uploads.js",
+        "arg.map((n) => m.suggestInputName(n))",
+        ["Holiday photo?.png", "C:\\pics\\cat.png", "..hidden.png", "café.png", "...", "x" * 140 + ".webp", "???"],
+    )
+    assert suggested[:5] == ["Holiday photo_.png", "cat.png", "hidden.png", "cafe.png", "input"]
+    assert suggested[6] == "___"
+    assert suggested[5] == "x" * 123 + ".webp"
+    assert len(suggested[5]) == 128
+    marked = modules(
+        "uploads.js",
+        "[...m.namesProblems(arg).keys()]",
+        [{"name": "a"}, {"name": "b"}, {"name": "a"}, {"name": "../c"}],
+    )
+    assert marked == [0, 2, 3]
+
+
+def test_content_types_come_from_the_extension_first(modules: Any) -> None:
+    types = modules(
+        "uploads.js",
+        "arg.map(([name, type]) => m.guessContentType({name, type}))",
+        [["a.PNG", ""], ["a.wav", "audio/x-wav"], ["clip.mkv", ""], ["a.bin", "application/x-thing"], ["noext", ""]],
+    )
+    assert types == ["image/png", "audio/wav", "video/x-matroska", "application/x-thing", "application/octet-stream"]
+
+
+def test_base64_of_a_large_buffer_matches_python(modules: Any) -> None:
+    data = bytes((i * 7 + 1) % 256 for i in range(200_000))
+    encoded = modules(
+        "uploads.js",
+        "m.toBase64(Uint8Array.from(atob(arg), (c) => c.charCodeAt(0)).buffer)",
+        base64.b64encode(data).decode(),
+    )
+    assert base64.b64decode(encoded) == data
+
+
+def test_plan_files_inlines_the_smallest_while_the_frame_fits(modules: Any) -> None:
+    plan = modules(
+        "uploads.js",
+        """(async () => {
+            const file = (name, size) => ({ name, size, content_type: "image/png",
+                read: async () => new Uint8Array(size).fill(7).buffer });
+            const files = [file("big.png", 90000), file("a.png", 30000), file("b.png", 30000), file("c.png", 30000),
+                           { ...file("done.png", 10), upload_id: "u-done" }];
+            const data = { job_id: "j", prompt: { "1": { class_type: "LoadImage", inputs: { image: "a.png" } } } };
+            const plan = await m.planFiles(data, files);
+            const final = { ...data, files: plan.files };
+            return { uploads: plan.uploads, kinds: plan.files.map((f) => (f.data ? "inline" : f.upload_id)),
+                     bytes: m.frameBytes(final), limit: m.MAX_MESSAGE_BYTES,
+                     inlineType: plan.files[1].content_type };
+        })()""",
+    )
+    # 30 KB is 40 KB of base64: three fit (120 KB), the 90 KB file does not; the uploaded one stays.
+    assert plan["kinds"] == ["u" * 128, "inline", "inline", "inline", "u-done"]
+    assert plan["uploads"] == [0]
+    assert plan["bytes"] <= plan["limit"]
+    assert plan["inlineType"] == "image/png"
+
+
+def test_s3_refusals_read_as_sentences_without_the_signature(modules: Any) -> None:
+    too_large = (
+        "<?xml version='1.0' encoding='UTF-8'?><Error><Code>EntityTooLarge</Code>"
+        "<Message>Your proposed upload exceeds the maximum allowed size</Message>"
+        "<ProposedSize>300</ProposedSize><MaxSizeAllowed>299</MaxSizeAllowed></Error>"
+    )
+    signature = (
+        "<Error><Code>SignatureDoesNotMatch</Code><Message>No match</Message>"
+        "<StringToSign>c2VjcmV0</StringToSign><SignatureProvided>deadbeef</SignatureProvided></Error>"
+    )
+    texts = modules(
+        "uploads.js",
+        "arg.map(([status, body]) => m.describeRefusal(status, body, 'photo.png'))",
+        [[400, too_large], [403, signature], [502, "<html>bad gateway</html>"], [0, ""]],
+    )
+    assert texts[0] == (
+        "The upload of photo.png was refused (HTTP 400 EntityTooLarge): Your proposed upload exceeds the maximum "
+        "allowed size (sent 300 bytes; the upload admits at most 299)."
+    )
+    assert texts[1] == "The upload of photo.png was refused (HTTP 403 SignatureDoesNotMatch): No match."
+    assert "c2VjcmV0" not in texts[1]
+    assert "deadbeef" not in texts[1]
+    assert texts[2] == "The upload of photo.png was refused (HTTP 502)."
+
+
+def test_upload_requests_pair_answers_and_refusals(modules: Any) -> None:
+    result = modules(
+        "uploads.js",
+        """(async () => {
+            const sent = [];
+            const reqs = new m.UploadRequests((c, d) => { sent.push([c, d]); return true; }, { timeoutMs: 2000 });
+            const first = reqs.request("a.png", "image/png", 3);
+            const second = reqs.request("b.svg", "image/svg+xml", 4);
+            await new Promise((r) => setTimeout(r, 0));
+            const stray = reqs.handle({ type: "upload_ready", upload_id: "x", ref: "not-ours" });
+            const answered = reqs.handle({ type: "upload_ready", upload_id: "u1", ref: sent[0][1].ref, fields: {} });
+            const a = await first;
+            await new Promise((r) => setTimeout(r, 0));
+            // A server that does not echo ref: the refusal of the one request in flight is its own.
+            reqs.handle({ type: "error", request: "request_upload", code: "upload_not_allowed", message: "no SVG" });
+            let err = null;
+            try { await second; } catch (e) { err = [e.message, e.code]; }
+            const offline = new m.UploadRequests(() => false);
+            let off = null;
+            try { await offline.request("c.png", "image/png", 1); } catch (e) { off = e.message; }
+            return { sent: sent.map(([c, d]) => [c, d.filename, d.content_type, d.size]), stray, answered,
+                     id: a.upload_id, err, off };
+        })()""",
+    )
+    assert result["sent"] == [
+        ["request_upload", "a.png", "image/png", 3],
+        ["request_upload", "b.svg", "image/svg+xml", 4],
+    ]
+    assert result["stray"] is False
+    assert result["answered"] is True
+    assert result["id"] == "u1"
+    assert result["err"] == ["no SVG", "upload_not_allowed"]
+    assert "Not connected" in result["off"]
+
+
+def test_job_views_carry_inputs_and_a_silent_backend_keeps_the_page_s(modules: Any) -> None:
+    result = modules(
+        "jobs.js",
+        """(() => {
+            const jobs = new Map();
+            jobs.set("j", m.newJob("j", { inputs: [{ name: "a.png", size: 3, content_type: "image/png" }] }));
+            m.applyJobView(jobs, { job_id: "j", status: "running", inputs: [] });
+            const kept = jobs.get("j").inputs.map((i) => i.name);
+            m.applyJobView(jobs, { job_id: "j", status: "completed",
+                                   inputs: [{ name: "b.png", size: 4, content_type: "image/png" }] });
+            return { kept, now: jobs.get("j").inputs };
+        })()""",
+    )
+    assert result["kept"] == ["a.png"]
+    assert result["now"] == [{"name": "b.png", "size": 4, "content_type": "image/png"}]

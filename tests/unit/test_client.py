@@ -1,54 +1,44 @@
 """ComfyrouteClient against a small protocol-speaking WebSocket server on 127.0.0.1.
 
-``FakeServer`` is not the backend: it plays scripted job timelines (success, failure, refusal, a
-dropped connection, a job that runs until cancelled) so the client's behaviour can be checked:
-pairing of answers, output collection, reconnect + get_job catch-up, downloads, errors, token
-handling. Commands are parsed with the real ``parse_command``, so a malformed client frame fails
-the test. ``test_client_cli.py`` drives the CLI against the same server.
+``FakeServer`` (tests/support/fake_backend.py) is not the backend: it plays scripted job
+timelines so the client's behaviour can be checked: pairing of answers, output collection,
+reconnect + get_job catch-up, downloads, errors, token handling. Commands are parsed with the
+real ``parse_command``, so a malformed client frame fails the test. Uploads and input files are
+in ``test_client_uploads.py``; ``test_client_cli.py`` drives the CLI against the same server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import threading
-from collections.abc import Callable, Iterator
-from http import HTTPStatus
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from support.fake_backend import (
+    INLINE_BYTES,
+    PROMPT,
+    TOKEN,
+    URI_BYTES,
+    URI_PATH,
+    FakeServer,
+    FileServer,
+    UploadServer,
+)
 
 from comfyroute.protocol import (
     MAX_MESSAGE_BYTES,
-    CancelJob,
-    ErrorMessage,
     ExecutorKind,
-    GetJob,
-    JobList,
-    JobMessage,
-    JobOutput,
     JobStatus,
     JobUpdate,
     JobView,
-    ListJobs,
     NodeProgress,
-    OutputUpdate,
     OutputValue,
-    Ping,
-    Pong,
-    RunJob,
-    SaveWorkflow,
     ServerMessage,
     WorkflowSaved,
-    encode,
-    parse_command,
 )
 from comfyroute_tools.client import (
     AuthError,
@@ -65,267 +55,6 @@ from comfyroute_tools.client import (
     split_token,
 )
 
-# Characters that must be URL-encoded, so a client that forgets to encode is caught.
-TOKEN = "tok/en+with&odd=chars"
-
-PROMPT = {
-    "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0}},
-    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "test"}},
-}
-
-# Inline output: small enough to travel as base64 in the message.
-INLINE_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
-# Presigned-URL output: larger than one download chunk, so streaming is exercised.
-URI_BYTES = bytes((i * 7 + 3) % 256 for i in range(200_000))
-URI_PATH = "/jobs/out/000-9-clip.webp"
-INLINE_PATH = "/jobs/out/000-2-test_00001_.png"
-
-
-class FileServer:
-    """Presigned-URL stand-in: serves fixed bytes over HTTP on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        files: dict[str, bytes] = {URI_PATH: URI_BYTES, INLINE_PATH: INLINE_BYTES}
-        self.files = files
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = files.get(urlsplit(self.path).path)
-                if body is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    def url(self, path: str) -> str:
-        # A query like a presigned URL's, to check it never shows up in messages.
-        return f"{self.base}{path}?X-Amz-Signature=deadbeefsignature"
-
-    def __enter__(self) -> FileServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class FakeServer:
-    """A comfyroute WebSocket server double running in its own thread and event loop.
-
-    ``mode`` picks what ``run_job`` does: ``success``, ``failed``, ``reject``, ``drop`` (the
-    connection is cut after ``running``; the finished job is then available via get_job),
-    ``silent`` (finishes without pushing anything after ``running``) or ``hang`` (runs until
-    ``cancel_job``). ``on_running`` is called in the server thread once a
-    job is running (the Ctrl-C test sends SIGINT from there).
-    """
-
-    def __init__(self, files: FileServer) -> None:
-        self.files = files
-        self.mode = "success"
-        self.on_running: Callable[[], None] | None = None
-        self.noise_before_job = False  # send another job's progress before a get_job answer
-        self.mute: set[str] = set()  # commands to ignore (for request timeouts)
-        self.junk_before_pong = False  # send frames no client can parse before a pong
-        self.received: list[tuple[int, Any]] = []  # (connection number, parsed command)
-        self.tokens_seen: list[str | None] = []
-        self.connections = 0
-        self.jobs: dict[str, JobView] = {}
-        self._cancel: dict[str, asyncio.Event] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self.port = 0
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
-
-    def commands(self, name: str) -> list[Any]:
-        return [cmd for _, cmd in self.received if cmd.command == name]
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> FakeServer:
-        self.thread.start()
-        assert self._ready.wait(10), "fake server did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(10)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with serve(self._handle, "127.0.0.1", 0, process_request=self._check_token) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-            await self._stop.wait()
-
-    def _check_token(self, conn: ServerConnection, request: Request) -> Response | None:
-        token = parse_qs(urlsplit(request.path).query).get("token", [None])[0]
-        self.tokens_seen.append(token)
-        if token != TOKEN:
-            return conn.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
-        return None
-
-    # ------------------------------------------------------------------ protocol
-
-    async def _handle(self, ws: ServerConnection) -> None:
-        self.connections += 1
-        number = self.connections
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            async for raw in ws:
-                cmd = parse_command(raw)
-                self.received.append((number, cmd))
-                if cmd.command in self.mute:
-                    continue
-                task = asyncio.create_task(self._answer(ws, cmd))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except ConnectionClosed:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-
-    async def _send(self, ws: ServerConnection, msg: ServerMessage) -> None:
-        await ws.send(encode(msg))
-
-    async def _answer(self, ws: ServerConnection, cmd: Any) -> None:
-        if isinstance(cmd, Ping):
-            if self.junk_before_pong:
-                await ws.send('{"type": "from_the_future", "x": 1}')
-                await ws.send("not json at all")
-            await self._send(ws, Pong())
-        elif isinstance(cmd, RunJob):
-            await self._run(ws, cmd)
-        elif isinstance(cmd, GetJob):
-            if self.noise_before_job:
-                await self._send(ws, NodeProgress(job_id="someone-else", node_id="7", progress=1, total=3))
-            view = self.jobs.get(cmd.data.job_id)
-            if view is None:
-                await self._send(
-                    ws,
-                    ErrorMessage(
-                        message=f"no job {cmd.data.job_id}", code="not_found", request="get_job", job_id=cmd.data.job_id
-                    ),
-                )
-            else:
-                await self._send(ws, JobMessage(job=view))
-        elif isinstance(cmd, ListJobs):
-            await self._send(ws, JobList(jobs=list(self.jobs.values())[: cmd.data.limit]))
-        elif isinstance(cmd, CancelJob):
-            event = self._cancel.get(cmd.data.job_id)
-            if event is None:
-                await self._send(
-                    ws,
-                    ErrorMessage(
-                        message="job is not running", code="conflict", request="cancel_job", job_id=cmd.data.job_id
-                    ),
-                )
-            else:
-                event.set()
-        elif isinstance(cmd, SaveWorkflow):
-            settings = cmd.data.settings.model_dump(mode="json", exclude_none=True) if cmd.data.settings else {}
-            await self._send(ws, WorkflowSaved(workflow_id=cmd.data.workflow_id, settings=settings))
-
-    def outputs(self, *, inline: bool) -> list[JobOutput]:
-        first = OutputValue(
-            filename="../../test_00001_.png",  # a hostile name: must not escape the output dir
-            content_type="image/png",
-            size=len(INLINE_BYTES),
-            uri=self.files.url(INLINE_PATH) if not inline else None,
-            data=base64.b64encode(INLINE_BYTES).decode() if inline else None,
-        )
-        second = OutputValue(
-            filename="clip.webp", content_type="image/webp", size=len(URI_BYTES), uri=self.files.url(URI_PATH)
-        )
-        return [
-            JobOutput(node_id="2", node_name="SaveImage", output_name="images", output_type="image", value=first),
-            JobOutput(
-                node_id="9", node_name="SaveAnimatedWEBP", output_name="images", output_type="image", value=second
-            ),
-        ]
-
-    def _record(
-        self, job_id: str, status: JobStatus, *, error: str | None = None, outputs: list[JobOutput] | None = None
-    ) -> JobView:
-        view = JobView(
-            job_id=job_id,
-            workflow_id="wf-1",
-            status=status,
-            executor=ExecutorKind.LOCAL,
-            error=error,
-            created_at=1_700_000_000.0,
-            updated_at=1_700_000_002.5,
-            duration=2.5,
-            outputs=outputs or [],
-        )
-        self.jobs[job_id] = view
-        return view
-
-    async def _run(self, ws: ServerConnection, cmd: RunJob) -> None:
-        job_id = cmd.data.job_id
-        assert job_id is not None, "the client always sends a job id"
-
-        def update(status: JobStatus, **kw: Any) -> JobUpdate:
-            return JobUpdate(job_id=job_id, workflow_id="wf-1", status=status, executor=ExecutorKind.LOCAL, **kw)
-
-        if self.mode == "reject":
-            await self._send(
-                ws,
-                ErrorMessage(
-                    message="node 2: SaveImage needs 'images'", code="bad_request", request="run_job", job_id=job_id
-                ),
-            )
-            return
-        await self._send(ws, update(JobStatus.QUEUED))
-        self._record(job_id, JobStatus.QUEUED)
-        await self._send(ws, update(JobStatus.RUNNING))
-        self._record(job_id, JobStatus.RUNNING)
-        if self.on_running is not None:
-            self.on_running()
-        if self.mode == "success":
-            for step in (1, 2):
-                await self._send(ws, NodeProgress(job_id=job_id, node_id="1", progress=step, total=2))
-            for out in self.outputs(inline=True):
-                await self._send(ws, OutputUpdate(job_id=job_id, **out.model_dump()))
-            self._record(job_id, JobStatus.COMPLETED, outputs=self.outputs(inline=False))
-            await self._send(ws, update(JobStatus.COMPLETED, duration=2.5))
-        elif self.mode == "failed":
-            error = "ImageBlur (node 3): blur_radius must be at least 1"
-            self._record(job_id, JobStatus.FAILED, error=error)
-            await self._send(ws, update(JobStatus.FAILED, error=error))
-        elif self.mode == "silent":
-            # The job finishes but its pushes are lost (a GoneException, say).
-            self._record(job_id, JobStatus.COMPLETED, outputs=self.outputs(inline=False))
-        elif self.mode == "drop":
-            self._record(job_id, JobStatus.COMPLETED, outputs=self.outputs(inline=False))
-            ws.transport.abort()  # a network drop: no close frame
-        elif self.mode == "hang":
-            event = self._cancel[job_id] = asyncio.Event()
-            await event.wait()
-            self._record(job_id, JobStatus.CANCELLED, error="cancelled by the user")
-            await self._send(ws, update(JobStatus.CANCELLED, error="cancelled by the user"))
-
 
 @pytest.fixture
 def files() -> Iterator[FileServer]:
@@ -334,8 +63,14 @@ def files() -> Iterator[FileServer]:
 
 
 @pytest.fixture
-def server(files: FileServer) -> Iterator[FakeServer]:
-    with FakeServer(files) as s:
+def uploads() -> Iterator[UploadServer]:
+    with UploadServer() as u:
+        yield u
+
+
+@pytest.fixture
+def server(files: FileServer, uploads: UploadServer) -> Iterator[FakeServer]:
+    with FakeServer(files, uploads) as s:
         yield s
 
 
@@ -614,7 +349,8 @@ def test_invalid_commands_are_refused_before_sending(server: FakeServer) -> None
             for call in (
                 lambda: client.run_job(prompt=PROMPT, job_id="has space"),
                 lambda: client.run_job(graph={"nodes": []}, prompt=PROMPT),
-                lambda: client.run_job(prompt={"1": {"class_type": "X", "inputs": {"t": "x" * MAX_MESSAGE_BYTES}}}),
+                # params stay in the frame (only a workflow moves to an upload)
+                lambda: client.run_job(prompt=PROMPT, params={"1": {"t": "x" * MAX_MESSAGE_BYTES}}),
                 lambda: client.list_jobs(limit=0),
                 lambda: client.get_job("../etc"),
             ):
@@ -625,7 +361,7 @@ def test_invalid_commands_are_refused_before_sending(server: FakeServer) -> None
 
     problems = run(go())
     assert "data.job_id" in problems[0]
-    assert "not both" in problems[1]
+    assert "give only one of" in problems[1]
     assert f"at most {MAX_MESSAGE_BYTES} bytes" in problems[2]
     assert "limit" in problems[3]
     assert "'../etc'" in problems[4]

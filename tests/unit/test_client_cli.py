@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_client import INLINE_BYTES, PROMPT, TOKEN, URI_BYTES, FakeServer, FileServer, free_port
+from support.fake_backend import INLINE_BYTES, PROMPT, TOKEN, URI_BYTES, FakeServer, FileServer, UploadServer
+from test_client import free_port
 
 from comfyroute.protocol import JobStatus, JobUpdate, NodeProgress, OutputUpdate, OutputValue
 from comfyroute_tools.cli import main
@@ -45,7 +46,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
-    with FileServer() as files, FakeServer(files) as s:
+    with FileServer() as files, UploadServer() as uploads, FakeServer(files, uploads) as s:
         yield s
 
 
@@ -223,7 +224,7 @@ def test_bad_graph_exits_2_listing_every_problem_before_connecting(
             '{"1": {"inputs": {}}, "2": {"class_type": "SaveImage", "inputs": {"images": ["5", 0]}}}',
             "  - node 1: 'class_type' must be a non-empty string",
         ),
-        ('{"nodes": [], "links": []}', "ComfyUI editor workflow"),
+        ('{"nodes": [], "links": []}', "is a ComfyUI workflow without nodes"),
     ],
 )
 def test_unusable_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, expected: str) -> None:
@@ -455,3 +456,209 @@ def test_rich_reporter_draws_on_a_terminal() -> None:
     assert "job j" in out
     assert "[bold]a.png" in out  # printed literally, not read as markup
     assert "completed" in out
+
+
+# --------------------------------------------------------------------------- input files and big workflows
+
+PHOTO = bytes((i * 13 + 5) % 256 for i in range(2 * 1024 * 1024 + 17))  # over BIG_FILE_BYTES
+MASK = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+EDITOR = {
+    "last_node_id": 2,
+    "last_link_id": 1,
+    "nodes": [
+        {"id": 1, "type": "LoadImage", "mode": 0, "widgets_values": ["input.png", "image"]},
+        {"id": 2, "type": "PreviewImage", "mode": 0, "inputs": [{"name": "images", "link": 1}]},
+    ],
+    "links": [[1, 1, 0, 2, 0, "IMAGE"]],
+    "version": 0.4,
+}
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> tuple[Path, Path]:
+    photo, mask = tmp_path / "photo.png", tmp_path / "m.bin"
+    photo.write_bytes(PHOTO)
+    mask.write_bytes(MASK)
+    return photo, mask
+
+
+def test_run_with_files_sends_each_under_its_name(
+    server: FakeServer, prompt_file: Path, media: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo, mask = media
+
+    code = run_cli(
+        "run", str(prompt_file), "--url", server.url, "--token", TOKEN, "--job-id", "with-files",
+        "--file", str(photo), "--file", f"mask.png={mask}", "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == EXIT_OK, err
+    assert server.job_inputs["with-files"] == [("photo.png", PHOTO, "image/png"), ("mask.png", MASK, "image/png")]
+    sent = server.commands("run_job")[0].data
+    assert sent.files[0].upload_id is not None  # 2 MB: uploaded
+    assert sent.files[1].data is not None  # 208 bytes: inline
+    assert "uploading photo.png (2.0 MB)" in err
+    assert "uploading photo.png: 50%" in err
+    assert "uploaded photo.png" in err
+    assert len(server.commands("request_upload")) == 1
+
+
+def test_bad_file_options_list_every_problem_before_connecting(
+    server: FakeServer, prompt_file: Path, media: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo, _ = media
+    odd = tmp_path / "what?.png"
+    odd.write_bytes(b"x")
+
+    code = run_cli(
+        "run", str(prompt_file), "--url", server.url, "--token", TOKEN,
+        "--file", "/nonexistent/a.png", "--file", str(odd), "--file", str(photo), "--file", f"photo.png={odd}",
+        "--file", f"../x.png={photo}", "--file", str(tmp_path),
+    )  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert "comfyroute run: bad --file" in err
+    assert "  - --file /nonexistent/a.png: cannot read /nonexistent/a.png: No such file or directory" in err
+    assert "input file name 'what?.png' is not allowed" in err
+    assert f"(name it: --file NAME={odd})" in err
+    assert f"--file photo.png={odd}: the name 'photo.png' is given twice" in err
+    assert "input file name '../x.png' is not allowed" in err
+    assert f"--file {tmp_path}: cannot read {tmp_path}" in err
+    assert server.connections == 0
+
+
+def test_an_existing_path_with_an_equals_sign_is_a_path(server: FakeServer, prompt_file: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "a=b.png"
+    odd.write_bytes(MASK)
+
+    code = run_cli(
+        "run", str(prompt_file), "--url", server.url, "--token", TOKEN, "--job-id", "eq",
+        "--file", str(odd), "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert code == EXIT_OK
+    assert server.job_inputs["eq"] == [("a=b.png", MASK, "image/png")]
+
+
+def test_an_editor_workflow_is_sent_as_saved(
+    server: FakeServer, media: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "workflow.json"
+    path.write_text(json.dumps(EDITOR))
+    _, mask = media
+
+    code = run_cli(
+        "run", str(path), "--url", server.url, "--token", TOKEN,
+        "--file", f"input.png={mask}", "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+
+    assert code == EXIT_OK, capsys.readouterr().err
+    sent = server.commands("run_job")[0].data
+    assert sent.workflow is not None
+    assert sent.workflow.model_dump() == EDITOR
+    assert sent.graph is None
+    assert sent.prompt is None
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ({"nodes": [{"id": 1, "type": "LoadImage"}], "links": {}}, "  - workflow.links: Input should be a valid list"),
+        ({"nodes": [], "links": []}, "is a ComfyUI workflow without nodes"),
+    ],
+)
+def test_a_broken_editor_workflow_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: Any, expected: str
+) -> None:
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps(content))
+
+    assert run_cli("run", str(path), "--token", TOKEN) == EXIT_BAD_INPUT
+    assert expected in capsys.readouterr().err
+
+
+def test_a_workflow_over_one_frame_is_uploaded_first(
+    server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt: dict[str, Any] = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}
+    }
+    for i in range(2, 1002):
+        prompt[str(i)] = {
+            "class_type": "ImageInvert",
+            "inputs": {"image": [str(i - 1), 0]},
+            "_meta": {"title": f"Invert the picture once more, step number {i} of a thousand"},
+        }
+    prompt["1002"] = {"class_type": "SaveImage", "inputs": {"images": ["1001", 0], "filename_prefix": "big"}}
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(prompt))
+
+    code = run_cli(
+        "run", str(path), "--url", server.url, "--token", TOKEN, "--job-id", "big", "--out", str(tmp_path / "o")
+    )
+
+    err = capsys.readouterr().err
+    assert code == EXIT_OK, err
+    assert "over the 128.0 KB WebSocket limit: uploading it first" in err
+    sent = server.commands("run_job")[0].data
+    assert sent.prompt is None
+    assert sent.workflow_upload_id is not None
+    assert server.uploaded_workflows["big"] == prompt
+
+
+def test_refused_uploads_exit_2_naming_why(
+    server: FakeServer, prompt_file: Path, media: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo, _ = media
+    svg = tmp_path / "logo.svg"
+    svg.write_bytes(b"<svg/>" * 30_000)
+
+    assert run_cli("run", str(prompt_file), "--url", server.url, "--token", TOKEN, "--file", str(svg)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "request_upload refused: content type 'image/svg+xml' is not allowed" in err
+    assert "[upload_not_allowed]" in err
+
+    server.admit_delta = -1
+    assert (
+        run_cli("run", str(prompt_file), "--url", server.url, "--token", TOKEN, "--file", str(photo)) == EXIT_BAD_INPUT
+    )
+    err = capsys.readouterr().err
+    assert "upload of photo.png refused by 127.0.0.1" in err
+    assert "(HTTP 400 EntityTooLarge)" in err
+    assert server.commands("run_job") == []
+
+
+def test_jobs_get_lists_the_input_files(
+    server: FakeServer, prompt_file: Path, media: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, mask = media
+    run_cli(
+        "run", str(prompt_file), "--url", server.url, "--token", TOKEN, "--job-id", "j-in",
+        "--file", f"mask.png={mask}", "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    capsys.readouterr()
+
+    assert run_cli("jobs", "get", "j-in", "--url", server.url, "--token", TOKEN) == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"inputs    1\n  mask.png  image/png  {len(MASK)} bytes\noutputs " in out
+
+
+def test_rich_reporter_shows_a_bar_for_big_uploads_and_a_line_for_small() -> None:
+    stream = _Tty()
+    reporter = RichReporter(stream)
+    big = 3 * 1024 * 1024
+    for sent in (0, big // 2, big):
+        reporter.upload("big.png", sent, big)
+    reporter.upload("small.png", 10, 10)
+    assert reporter.transfers is not None
+    task = reporter.transfer_tasks["big.png"]
+    assert task is not None
+    assert reporter.transfers.tasks[task].completed == big
+    assert reporter.transfer_tasks["small.png"] is None
+    reporter.start("j")  # the job's display takes over
+    assert reporter.transfers is None
+    reporter.stop()
+    out = stream.getvalue()
+    assert "uploading big.png" in out
+    assert "uploading small.png (10 bytes)" in out

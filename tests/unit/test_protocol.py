@@ -66,8 +66,11 @@ def test_run_job_fields_and_int_ids_become_strings():
         ("[1, 2]", "must be a JSON object, not list"),
         ('{"data": {}}', "'command' is missing; known commands: run_job"),
         ('{"command": "fly"}', "unknown command 'fly'; known commands: " + ", ".join(COMMANDS)),
-        (body("run_job"), "data: needs 'graph', 'prompt' or the 'workflow_id'"),
-        (body("run_job", graph=GRAPH, prompt={}), "give either 'graph' or 'prompt', not both"),
+        (body("run_job"), "data: needs 'graph', 'prompt', 'workflow'"),
+        (
+            body("run_job", graph=GRAPH, prompt={}),
+            "give only one of 'graph', 'prompt', 'workflow' or 'workflow_upload_id'",
+        ),
         (body("run_job", graph={"nodes": [{"id": "1"}]}), "data.graph.nodes[0].type: Field required"),
         (body("run_job", graph=GRAPH, job_id="a b"), "data.job_id: String should match pattern"),
         (body("cancel_job"), "data.job_id: Field required"),

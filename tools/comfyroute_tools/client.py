@@ -5,6 +5,11 @@ protocol model and appends it to an in-memory buffer; requests (``get_job``, ``l
 and ``follow`` *claim* the messages they wait for by predicate, and ``messages()`` yields the
 rest, so an answer to one request never swallows a progress update meant for another consumer.
 
+Input files go with ``run_job(files=...)``: each small file rides inline (base64) while the frame
+stays under 128 KB, the others are uploaded first (``upload``: ``request_upload``, then the
+presigned POST). A workflow whose frame would pass 128 KB is uploaded too and sent as
+``workflow_upload_id``. ``comfyroute_tools.uploads`` has the rules.
+
 The API token travels as the ``token`` query parameter of the URL (API Gateway's authorizer reads
 it from there). It is never shown: ``repr``, ``url`` and every exception message use the URL
 without it, and text from the WebSocket library is scrubbed of it before it is re-raised.
@@ -16,14 +21,15 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import os
 import re
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -36,6 +42,7 @@ from comfyroute.http import make_session
 from comfyroute.protocol import (
     MAX_MESSAGE_BYTES,
     CancelJob,
+    EditorWorkflow,
     ErrorMessage,
     ExecutorKind,
     GetJob,
@@ -53,15 +60,53 @@ from comfyroute.protocol import (
     OutputValue,
     Ping,
     Pong,
+    RequestUpload,
+    RequestUploadData,
     RunJob,
     RunJobData,
     SaveWorkflow,
     SaveWorkflowData,
     ServerMessage,
+    UploadReady,
     WorkflowSaved,
     describe_validation_error,
     parse_server_message,
 )
+from comfyroute_tools.errors import ComfyrouteError, InvalidRequest, UploadFailed, UploadRefused
+from comfyroute_tools.uploads import (
+    PLACEHOLDER_UPLOAD_ID,
+    WORKFLOW_CONTENT_TYPE,
+    WORKFLOW_FILENAME,
+    FilePayload,
+    FileSpec,
+    PendingFile,
+    Progress,
+    frame_size,
+    placeholder_refs,
+    plan_files,
+    post_upload,
+    resolve_files,
+)
+
+__all__ = [
+    "AuthError",
+    "ComfyrouteClient",
+    "ComfyrouteError",
+    "ConnectError",
+    "ConnectionLost",
+    "DownloadError",
+    "FollowTimeout",
+    "InvalidRequest",
+    "JobResult",
+    "RequestError",
+    "RequestTimeout",
+    "UploadFailed",
+    "UploadRefused",
+    "download",
+    "download_blocking",
+    "safe_filename",
+    "split_token",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +121,7 @@ MAX_FILENAME_CHARS = 150
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class ComfyrouteError(Exception):
-    """Base of every error this client raises; no message ever contains the API token."""
-
-
-class InvalidRequest(ComfyrouteError, ValueError):
-    """A command this client refuses to send (bad field, too large, bad URL)."""
+# ComfyrouteError, InvalidRequest, UploadFailed and UploadRefused live in comfyroute_tools.errors.
 
 
 class ConnectError(ComfyrouteError):
@@ -203,6 +241,9 @@ def _check_ws_url(url: str) -> None:
 # --------------------------------------------------------------------------- client
 
 Predicate = Callable[[ServerMessage], bool]
+# (file name, bytes sent, file size): run_job's uploads, one file after the other.
+UploadsProgress: TypeAlias = Callable[[str, int, int], None]
+Command: TypeAlias = RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping | RequestUpload
 
 
 def _is_error_for(msg: ServerMessage, request: str, job_id: str | None = None) -> bool:
@@ -267,6 +308,9 @@ class ComfyrouteClient:
         self._claims: list[Predicate] = []
         self._lost: str | None = None
         self._closing = False
+        # One request_upload at a time, so its upload_ready (or refusal) is surely its own even
+        # from a server that does not echo ``ref``.
+        self._upload_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"ComfyrouteClient(url={self.url!r}, connected={self.connected})"
@@ -416,13 +460,14 @@ class ComfyrouteClient:
                 except TimeoutError:
                     raise RequestTimeout(f"no answer to {what} within {timeout:g}s from {self.url}") from None
 
-    async def _send(self, command: RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping) -> None:
+    async def _send(self, command: Command) -> None:
         text = command.model_dump_json(exclude_none=True)
         size = len(text.encode())
         if size > MAX_MESSAGE_BYTES:
+            hint = "" if command.command == "run_job" else " (run_job uploads a workflow this big by itself)"
             raise InvalidRequest(
                 f"{command.command} is {size} bytes; a WebSocket message may carry at most "
-                f"{MAX_MESSAGE_BYTES} bytes (save the workflow with save_workflow and run it by id)"
+                f"{MAX_MESSAGE_BYTES} bytes{hint}"
             )
         if self._ws is None or self._lost is not None:
             raise ConnectionLost(f"not connected to {self.url}: {self._lost or 'call connect() first'}")
@@ -433,7 +478,9 @@ class ComfyrouteClient:
                 f"{self.url}: the connection dropped while sending {command.command} ({self._redact(str(exc))})"
             ) from None
 
-    async def _request(self, command: GetJob | ListJobs | SaveWorkflow | Ping, predicate: Predicate) -> ServerMessage:
+    async def _request(
+        self, command: GetJob | ListJobs | SaveWorkflow | Ping | RequestUpload, predicate: Predicate
+    ) -> ServerMessage:
         # Claim before sending so messages() cannot take the answer first.
         with self._claim(predicate):
             await self._send(command)
@@ -442,7 +489,7 @@ class ComfyrouteClient:
             raise RequestError(msg)
         return msg
 
-    async def messages(self) -> AsyncIterator[ServerMessage]:
+    async def messages(self) -> AsyncGenerator[ServerMessage, None]:
         """Every server message no request or ``follow`` is waiting for, in arrival order.
 
         Ends when the client is closed; raises ``ConnectionLost`` when the connection drops."""
@@ -466,28 +513,145 @@ class ComfyrouteClient:
         *,
         graph: dict[str, Any] | None = None,
         prompt: dict[str, Any] | None = None,
+        workflow: dict[str, Any] | None = None,
         workflow_id: str | None = None,
+        workflow_upload_id: str | None = None,
         job_id: str | None = None,
         params: dict[str, dict[str, Any]] | None = None,
         settings: dict[str, Any] | None = None,
+        files: FileSpec | None = None,
+        upload_progress: UploadsProgress | None = None,
     ) -> str:
         """Send ``run_job`` and return its job id (a new uuid4 unless given: the idempotency key,
-        so sending the same id again cannot start a second job). Progress comes via ``follow``."""
+        so sending the same id again cannot start a second job). Progress comes via ``follow``.
+
+        The workflow is one of ``graph`` (nodetool), ``prompt`` (ComfyUI API format),
+        ``workflow`` (a ComfyUI editor workflow.json, as saved), ``workflow_upload_id``, or a
+        saved workflow by ``workflow_id`` alone. A workflow whose frame would pass 128 KB is
+        uploaded first and sent as ``workflow_upload_id``.
+
+        ``files``: each a path (named by its basename), ``(name, bytes)``, ``(name, Path)``,
+        ``(name, upload_id)`` or an ``InputFileRef``, or a ``{name: bytes | Path | upload_id}``
+        mapping. The workflow refers to a file by its name (LoadImage's ``image``). Small files
+        ride inline while the frame stays under 128 KB; the rest are uploaded, reporting to
+        ``upload_progress(name, sent, size)``."""
         fields = {
             "job_id": job_id or str(uuid.uuid4()),
             "workflow_id": workflow_id,
             "graph": graph,
             "prompt": prompt,
+            "workflow": workflow,
+            "workflow_upload_id": workflow_upload_id,
             "params": params,
             "settings": settings,
         }
-        try:
-            data = RunJobData.model_validate({k: v for k, v in fields.items() if v is not None})
-        except ValidationError as exc:
-            raise InvalidRequest(f"run_job: {describe_validation_error(exc, prefix=('data',))}") from None
+        data = self._run_job_data({k: v for k, v in fields.items() if v is not None})
+        pending = resolve_files(files) if files is not None else []
+        data = await self._fit_workflow(data, {"graph": graph, "prompt": prompt, "workflow": workflow}, pending)
+        if pending:
+            refs, to_upload = plan_files(data, pending)
+            size = frame_size(data.model_copy(update={"files": refs}))
+            if size > MAX_MESSAGE_BYTES:
+                # Refused before any upload: the uploads could not make it fit.
+                raise InvalidRequest(
+                    f"run_job would be {size} bytes with every large file uploaded; a WebSocket message may "
+                    f"carry at most {MAX_MESSAGE_BYTES} bytes (fewer files, or smaller params)"
+                )
+            for i in to_upload:
+                payload = pending[i].payload
+                assert payload is not None
+
+                def report(sent: int, total: int, name: str = pending[i].name) -> None:
+                    if upload_progress is not None:
+                        upload_progress(name, sent, total)
+
+                upload_id = await self.upload(payload, progress=report)
+                refs[i] = refs[i].model_copy(update={"upload_id": upload_id})
+            # Every ref is a checked InputFileRef and resolve_files refused repeated names.
+            data = data.model_copy(update={"files": refs})
         await self._send(RunJob(command="run_job", data=data))
         assert data.job_id is not None
         return data.job_id
+
+    @staticmethod
+    def _run_job_data(fields: dict[str, Any]) -> RunJobData:
+        try:
+            return RunJobData.model_validate(fields)
+        except ValidationError as exc:
+            raise InvalidRequest(f"run_job: {describe_validation_error(exc, prefix=('data',))}") from None
+
+    async def _fit_workflow(self, data: RunJobData, given: dict[str, Any], pending: list[PendingFile]) -> RunJobData:
+        """``data`` as it is when its frame fits (with every file as an upload), else with the
+        workflow uploaded and named by ``workflow_upload_id``."""
+        if frame_size(data.model_copy(update={"files": placeholder_refs(pending) or None})) <= MAX_MESSAGE_BYTES:
+            return data
+        source = next(((k, v) for k, v in given.items() if v is not None), None)
+        if source is None:
+            return data  # nothing to move out of the frame; _send says how big it is
+        kind, body = source
+        fields = data.model_dump(mode="json", exclude_none=True, exclude={kind})
+        moved = self._run_job_data({**fields, "workflow_upload_id": PLACEHOLDER_UPLOAD_ID})
+        if frame_size(moved.model_copy(update={"files": placeholder_refs(pending) or None})) > MAX_MESSAGE_BYTES:
+            return data  # the rest (params, many files) is too big by itself: uploading cannot help
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        log.info("the %s makes run_job %d bytes; uploading it (%d bytes)", kind, frame_size(data), len(text))
+        upload_id = await self.upload(text, filename=WORKFLOW_FILENAME, content_type=WORKFLOW_CONTENT_TYPE)
+        return moved.model_copy(update={"workflow_upload_id": upload_id})
+
+    async def run(
+        self,
+        *,
+        timeout: float | None = None,
+        on_message: Callable[[ServerMessage], None] | None = None,
+        **run_job: Any,
+    ) -> JobResult:
+        """``run_job(**run_job)`` (files and all), then ``follow`` it to the end."""
+        job_id = await self.run_job(**run_job)
+        return await self.follow(job_id, timeout=timeout, on_message=on_message)
+
+    async def request_upload(self, filename: str, content_type: str, size: int) -> UploadReady:
+        """Ask for a presigned POST for one file; ``RequestError`` when the server refuses it
+        (a content type or size it does not take: ``upload_not_allowed``, ``upload_too_large``)."""
+        ref = uuid.uuid4().hex[:16]
+        try:
+            data = RequestUploadData(filename=filename, content_type=content_type, size=size, ref=ref)
+        except ValidationError as exc:
+            raise InvalidRequest(f"request_upload: {describe_validation_error(exc, prefix=('data',))}") from None
+
+        def answer(msg: ServerMessage) -> bool:
+            return (isinstance(msg, UploadReady) and msg.ref in (ref, None)) or _is_error_for(msg, "request_upload")
+
+        async with self._upload_lock:
+            msg = await self._request(RequestUpload(command="request_upload", data=data), answer)
+        assert isinstance(msg, UploadReady)
+        return msg
+
+    async def upload(
+        self,
+        source: str | os.PathLike[str] | bytes | FilePayload,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+        session: requests.Session | None = None,
+    ) -> str:
+        """Upload one file and return its upload id, for ``run_job``'s ``files`` or
+        ``workflow_upload_id``.
+
+        ``source`` is a path or the bytes (then ``filename`` names them). The content type is
+        guessed from the name unless given. ``progress(sent, size)`` is called from a worker
+        thread as the bytes go out. Raises ``RequestError`` when the server refuses the upload,
+        ``UploadRefused`` (with S3's ``code``, e.g. ``EntityTooLarge``) when the store refuses
+        the POST, ``UploadFailed`` when the store cannot be reached."""
+        if isinstance(source, FilePayload):
+            payload = source
+        elif isinstance(source, bytes | bytearray | memoryview):
+            payload = FilePayload.from_bytes(source, filename=filename or "upload.bin", content_type=content_type)
+        else:
+            payload = FilePayload.from_path(source, filename=filename, content_type=content_type)
+        ready = await self.request_upload(payload.filename, payload.content_type, payload.size)
+        await asyncio.to_thread(post_upload, ready, payload, progress=progress, session=session)
+        return ready.upload_id
 
     async def cancel_job(self, job_id: str) -> None:
         """Ask for the job to be cancelled; the ``cancelled`` job_update arrives via ``follow``."""
@@ -522,10 +686,20 @@ class ComfyrouteClient:
         *,
         graph: dict[str, Any] | None = None,
         prompt: dict[str, Any] | None = None,
+        workflow: dict[str, Any] | EditorWorkflow | None = None,
         settings: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> WorkflowSaved:
-        fields = {"workflow_id": workflow_id, "graph": graph, "prompt": prompt, "settings": settings, "name": name}
+        """Save a workflow under ``workflow_id``: a nodetool ``graph``, an API ``prompt`` or a
+        ComfyUI editor ``workflow`` (workflow.json as saved), with its executor settings."""
+        fields = {
+            "workflow_id": workflow_id,
+            "graph": graph,
+            "prompt": prompt,
+            "workflow": workflow,
+            "settings": settings,
+            "name": name,
+        }
         try:
             data = SaveWorkflowData.model_validate({k: v for k, v in fields.items() if v is not None})
         except ValidationError as exc:

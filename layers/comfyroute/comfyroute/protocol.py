@@ -8,12 +8,16 @@ the offending field.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,6 +38,25 @@ WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
 WorkflowId = Annotated[str, StringConstraints(pattern=WORKFLOW_ID_PATTERN)]
 EndpointId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=ENDPOINT_ID_PATTERN)]
+# An input file's name is what the workflow spells (LoadImage's ``image: "input.png"``) and what
+# every executor stores as one plain file name: no folders, no leading dot or space, no trailing
+# dot or space (Windows drops those).
+INPUT_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9 ._()+,=@-]{0,127}$"
+# Upload ids go into an S3 key: a safe alphabet only. Which ids exist is the upload store's to
+# say, so an id of the right alphabet that was never issued is "unknown", not malformed.
+UPLOAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+UPLOAD_REF_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+_UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
+
+
+def _upload_id(v: str) -> str:
+    if not _UPLOAD_ID.match(v):
+        raise ValueError(f"{v[:80]!r} is not an upload id (use the upload_id of an upload_ready message)")
+    return v
+
+
+UploadId = Annotated[str, AfterValidator(_upload_id)]
 
 # API Gateway WebSocket messages are at most 128 KB.
 MAX_MESSAGE_BYTES = 128 * 1024
@@ -64,6 +87,7 @@ class Limits:
     max_nodes: int = 2_000
     max_edges: int = 10_000
     max_body_bytes: int = MAX_MESSAGE_BYTES
+    max_files: int = 32
 
 
 DEFAULT_LIMITS = Limits()
@@ -139,6 +163,117 @@ class ExecutorSettings(_Open):
         return None if isinstance(v, str) and not v.strip() else v
 
 
+class EditorWorkflow(_Open):
+    """A ComfyUI editor workflow (workflow.json as ComfyUI's Save writes it): LiteGraph ``nodes``
+    with ``widgets_values``, ``links`` (arrays in schema 0.4, objects in schema 1), groups,
+    ``definitions.subgraphs`` and whatever else the frontend keeps. Only the outline is checked
+    here; converting it needs the executor's ``/object_info`` and names problems per node."""
+
+    nodes: list[dict[str, Any]]
+    links: list[Any] = Field(default_factory=list)
+
+    def subgraphs(self) -> list[dict[str, Any]]:
+        definitions = (self.model_extra or {}).get("definitions")
+        entries = definitions.get("subgraphs") if isinstance(definitions, dict) else None
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+    def counts(self) -> tuple[int, int]:
+        """Nodes and links, those inside subgraph definitions included."""
+        nodes, links = len(self.nodes), len(self.links)
+        for sub in self.subgraphs():
+            sub_nodes, sub_links = sub.get("nodes"), sub.get("links")
+            nodes += len(sub_nodes) if isinstance(sub_nodes, list) else 0
+            links += len(sub_links) if isinstance(sub_links, list) else 0
+        return nodes, links
+
+
+_INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
+
+
+def input_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name an input file, or None when it can."""
+    if isinstance(name, str) and _INPUT_NAME.match(name) and not name.endswith((" ", ".")):
+        return None
+    shown = repr(name[:80]) if isinstance(name, str) else type(name).__name__
+    return (
+        f"input file name {shown} is not allowed: use 1-128 letters, digits, spaces and . _ ( ) + , = @ -, "
+        "starting with a letter, digit or _ (no folders), as the workflow spells it (e.g. input.png)"
+    )
+
+
+class InputFileRef(_Model):
+    """One input file of ``run_job``: an earlier upload (``upload_id``) or, for a file small
+    enough to fit in the frame, its bytes inline (``data``, base64). The executor gets it as
+    ``name``, the name the workflow uses for it."""
+
+    name: str
+    upload_id: UploadId | None = None
+    data: str | None = Field(default=None, repr=False)
+    content_type: str | None = Field(default=None, max_length=255)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        problem = input_name_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64 (standard alphabet, with padding)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputFileRef:
+        if (self.upload_id is None) == (self.data is None):
+            raise ValueError(f"file '{self.name}' needs exactly one of 'upload_id' or 'data'")
+        if self.upload_id is not None and self.content_type is not None:
+            raise ValueError(
+                f"file '{self.name}': 'content_type' goes with inline 'data'; "
+                "an upload has the type it was uploaded with"
+            )
+        return self
+
+    def decoded(self) -> bytes | None:
+        """The inline bytes, or None for an upload."""
+        return None if self.data is None else base64.b64decode(self.data, validate=True)
+
+
+def _unique_names(files: list[InputFileRef] | None) -> list[InputFileRef] | None:
+    if not files:
+        return files
+    seen: set[str] = set()
+    twice: list[str] = []
+    for f in files:
+        if f.name in seen and f.name not in twice:
+            twice.append(f.name)
+        seen.add(f.name)
+    if twice:
+        raise ValueError(f"each input file name may be given once; given more than once: {', '.join(twice[:10])}")
+    return files
+
+
+# The workflow sources of run_job: one of these, or a saved workflow by workflow_id alone.
+_RUN_SOURCES = ("graph", "prompt", "workflow", "workflow_upload_id")
+_SAVE_SOURCES = ("graph", "prompt", "workflow")
+
+
+def _given(model: BaseModel, names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if getattr(model, name) is not None]
+
+
+def _quoted(names: list[str] | tuple[str, ...], last: str) -> str:
+    items = [f"'{n}'" for n in names]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
 # --------------------------------------------------------------------------- client commands
 
 
@@ -147,16 +282,30 @@ class RunJobData(_Model):
     workflow_id: WorkflowId | None = None
     graph: Graph | None = None
     prompt: dict[str, Any] | None = None
+    workflow: EditorWorkflow | None = None  # a ComfyUI editor workflow.json, as saved
+    # An upload (request_upload) holding the workflow JSON, for workflows over one frame.
+    workflow_upload_id: UploadId | None = None
     # Overrides applied to the converted prompt: {node_id: {input_name: value}}.
     params: dict[str, dict[str, Any]] | None = None
     settings: ExecutorSettings | None = None
+    # Input files, each handed to the executor under its name (LoadImage's image: "input.png").
+    files: list[InputFileRef] | None = None
+
+    @field_validator("files")
+    @classmethod
+    def _files_unique(cls, v: list[InputFileRef] | None) -> list[InputFileRef] | None:
+        return _unique_names(v)
 
     @model_validator(mode="after")
     def _one_source(self) -> RunJobData:
-        if self.graph is not None and self.prompt is not None:
-            raise ValueError("give either 'graph' or 'prompt', not both")
-        if self.graph is None and self.prompt is None and self.workflow_id is None:
-            raise ValueError("needs 'graph', 'prompt' or the 'workflow_id' of a saved workflow")
+        given = _given(self, _RUN_SOURCES)
+        if len(given) > 1:
+            raise ValueError(f"give only one of {_quoted(_RUN_SOURCES, 'or')}; got {_quoted(given, 'and')}")
+        if not given and self.workflow_id is None:
+            raise ValueError(
+                "needs 'graph', 'prompt', 'workflow' (a ComfyUI editor workflow), 'workflow_upload_id' "
+                "or the 'workflow_id' of a saved workflow"
+            )
         return self
 
 
@@ -173,13 +322,25 @@ class SaveWorkflowData(_Model):
     name: str | None = Field(default=None, max_length=200)
     graph: Graph | None = None
     prompt: dict[str, Any] | None = None
+    workflow: EditorWorkflow | None = None  # a ComfyUI editor workflow.json, as saved
     settings: ExecutorSettings | None = None
 
     @model_validator(mode="after")
     def _not_both(self) -> SaveWorkflowData:
-        if self.graph is not None and self.prompt is not None:
-            raise ValueError("give either 'graph' or 'prompt', not both")
+        given = _given(self, _SAVE_SOURCES)
+        if len(given) > 1:
+            raise ValueError(f"give only one of {_quoted(_SAVE_SOURCES, 'or')}; got {_quoted(given, 'and')}")
         return self
+
+
+class RequestUploadData(_Model):
+    """Ask for an upload: the file's name, content type and exact size in bytes."""
+
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(min_length=1, max_length=255)
+    size: int = Field(ge=1)
+    # Echoed in upload_ready, so a client with several uploads in flight can pair the answers.
+    ref: Annotated[str, StringConstraints(pattern=UPLOAD_REF_PATTERN)] | None = None
 
 
 class Empty(_Model):
@@ -216,9 +377,24 @@ class Ping(_Model):
     data: Empty = Field(default_factory=Empty)
 
 
-ClientCommand = Annotated[RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping, Field(discriminator="command")]
+class RequestUpload(_Model):
+    command: Literal["request_upload"]
+    data: RequestUploadData
+
+
+ClientCommand = Annotated[
+    RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping | RequestUpload, Field(discriminator="command")
+]
 _COMMAND_ADAPTER: TypeAdapter[ClientCommand] = TypeAdapter(ClientCommand)
-COMMANDS: tuple[str, ...] = ("run_job", "cancel_job", "get_job", "list_jobs", "save_workflow", "ping")
+COMMANDS: tuple[str, ...] = (
+    "run_job",
+    "cancel_job",
+    "get_job",
+    "list_jobs",
+    "save_workflow",
+    "ping",
+    "request_upload",
+)
 
 
 # --------------------------------------------------------------------------- server messages
@@ -271,6 +447,14 @@ class JobOutput(_Model):
     value: OutputValue
 
 
+class JobInput(_Model):
+    """One input file of a job, as ``get_job`` lists it."""
+
+    name: str
+    size: int
+    content_type: str
+
+
 class JobView(_Model):
     """One job as ``get_job`` / ``list_jobs`` show it to its owner."""
 
@@ -286,6 +470,7 @@ class JobView(_Model):
     outputs: list[JobOutput] = Field(default_factory=list)
     # How many outputs the job has; job_list leaves `outputs` out to stay small.
     output_count: int = 0
+    inputs: list[JobInput] = Field(default_factory=list)  # the files the job was given
 
 
 class JobMessage(_Model):
@@ -317,8 +502,25 @@ class Pong(_Model):
     type: Literal["pong"] = "pong"
 
 
+class UploadReady(_Model):
+    """The answer to ``request_upload``: an S3 presigned POST. Send one multipart/form-data POST
+    to ``url`` with every ``fields`` entry, then the file as the field ``file``; the policy
+    admits exactly ``max_bytes`` bytes of the declared content type until ``expires_in`` runs
+    out. Then name ``upload_id`` in ``run_job`` (``files[].upload_id`` or ``workflow_upload_id``)."""
+
+    type: Literal["upload_ready"] = "upload_ready"
+    upload_id: str
+    url: str
+    fields: dict[str, str]
+    method: Literal["POST"] = "POST"
+    expires_in: int  # seconds the POST is accepted for
+    max_bytes: int
+    filename: str | None = None  # echoed from the request
+    ref: str | None = None  # echoed from the request
+
+
 ServerMessage = Annotated[
-    JobUpdate | NodeProgress | OutputUpdate | JobMessage | JobList | WorkflowSaved | ErrorMessage | Pong,
+    JobUpdate | NodeProgress | OutputUpdate | JobMessage | JobList | WorkflowSaved | ErrorMessage | Pong | UploadReady,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
@@ -409,6 +611,28 @@ def _check_limits(cmd: ClientCommand, limits: Limits) -> None:
     if prompt is not None and len(prompt) > limits.max_nodes:
         raise ProtocolError(
             f"data.prompt: {len(prompt)} nodes; the limit is {limits.max_nodes}",
+            code="too_large",
+            command=cmd.command,
+        )
+    workflow = getattr(cmd.data, "workflow", None)
+    if workflow is not None:
+        nodes, links = workflow.counts()
+        if nodes > limits.max_nodes:
+            raise ProtocolError(
+                f"data.workflow.nodes: {nodes} nodes (subgraphs included); the limit is {limits.max_nodes}",
+                code="too_large",
+                command=cmd.command,
+            )
+        if links > limits.max_edges:
+            raise ProtocolError(
+                f"data.workflow.links: {links} links (subgraphs included); the limit is {limits.max_edges}",
+                code="too_large",
+                command=cmd.command,
+            )
+    files = getattr(cmd.data, "files", None)
+    if files is not None and len(files) > limits.max_files:
+        raise ProtocolError(
+            f"data.files: {len(files)} files; the limit is {limits.max_files}",
             code="too_large",
             command=cmd.command,
         )

@@ -10,6 +10,13 @@ its ``ws_url``, and a ``token`` if the file has one); the URL defaults to the de
 ``ws://127.0.0.1:3001``. A token from that file is only used for the dev stack's own URL, so it is
 never sent to another server.
 
+Input files: ``--file PATH`` (repeatable) sends a file with the job under its basename, or
+``--file NAME=PATH`` under NAME, the name the workflow uses (LoadImage's ``image``). Small files
+ride in the run_job frame, big ones are uploaded first with a progress bar; a workflow over the
+128 KB frame is uploaded the same way and run by ``workflow_upload_id``. A ComfyUI editor
+workflow (workflow.json as ComfyUI saves it) is sent as it is, as ``workflow``: the server
+converts it with its executor's ``/object_info``.
+
 Exit codes: 0 completed; 1 the job failed, timed out or was cancelled, or an output could not be
 saved; 2 bad input (the workflow file, an option, or the server refusing the workflow); 3 no
 connection or the token was refused; 130 interrupted (Ctrl-C, after asking for a cancel).
@@ -33,10 +40,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from comfyroute.conversion.detect import WorkflowKind as WorkflowKindDetected
+from comfyroute.conversion.detect import detect_workflow
 from comfyroute.conversion.nodetool import GraphError, load_workflow
 from comfyroute.protocol import (
     JOB_ID_PATTERN,
     MAX_MESSAGE_BYTES,
+    EditorWorkflow,
     ErrorMessage,
     ExecutorKind,
     ExecutorSettings,
@@ -49,6 +59,7 @@ from comfyroute.protocol import (
     RunJobData,
     ServerMessage,
     describe_validation_error,
+    input_name_problem,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +80,23 @@ DEV_STATE_ENV = "COMFYROUTE_DEV_STATE"
 # After Ctrl-C (or --timeout), how long to wait for the server to confirm the cancel.
 CANCEL_WAIT_SECONDS = 10.0
 # Server error codes that mean "your workflow / request is wrong" rather than "it broke".
-BAD_INPUT_CODES = frozenset({"bad_request", "too_large", "invalid_graph", "invalid_workflow", "not_found"})
+BAD_INPUT_CODES = frozenset(
+    {
+        "bad_request",
+        "too_large",
+        "invalid_graph",
+        "invalid_workflow",
+        "not_found",
+        "upload_not_allowed",
+        "upload_too_large",
+        "upload_not_found",
+        "upload_expired",
+        "upload_forbidden",
+        "upload_not_ready",
+    }
+)
+# Files from this size on get a progress bar of their own on a terminal.
+BIG_FILE_BYTES = 1024 * 1024
 
 T = TypeVar("T")
 
@@ -161,19 +188,22 @@ def resolve_endpoint(url: str | None, token: str | None, env: Mapping[str, str] 
 # --------------------------------------------------------------------------- the workflow file
 
 
+WorkflowKind = Literal["graph", "prompt", "workflow"]
+
+
 @dataclass(frozen=True)
 class WorkflowFile:
-    """A workflow file as ``run_job`` will send it."""
+    """A workflow file as ``run_job`` will send it: ``kind`` is the run_job field it goes in."""
 
-    kind: Literal["graph", "prompt"]
+    kind: WorkflowKind
     body: dict[str, Any]
     settings: dict[str, Any]  # the executor settings a saved nodetool workflow carries
-    node_count: int  # nodes in the converted prompt
+    node_count: int  # nodes in the converted prompt (in the file, for an editor workflow)
 
 
 def _read_json(path: str) -> Any:
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise BadInput(f"cannot read {path}: {reason}") from None
@@ -183,26 +213,87 @@ def _read_json(path: str) -> Any:
         raise BadInput(f"{path} is not JSON: {exc}") from None
 
 
-def _unwrap(obj: Mapping[str, Any]) -> tuple[Literal["graph", "prompt"], dict[str, Any], dict[str, Any]]:
-    # The same shapes comfyroute.conversion.nodetool.load_workflow accepts, so what is checked is what is sent.
-    graph, prompt = obj.get("graph"), obj.get("prompt")
-    if isinstance(graph, Mapping) and "nodes" in graph:
-        settings = obj.get("settings")
-        return "graph", dict(graph), dict(settings) if isinstance(settings, Mapping) else {}
-    body = dict(prompt) if isinstance(prompt, Mapping) and "class_type" not in prompt else dict(obj)
-    return ("graph" if isinstance(body.get("nodes"), list) else "prompt"), body, {}
+_KINDS: dict[WorkflowKindDetected, WorkflowKind] = {
+    WorkflowKindDetected.GRAPH: "graph",
+    WorkflowKindDetected.SAVED_WORKFLOW: "graph",
+    WorkflowKindDetected.PROMPT: "prompt",
+    WorkflowKindDetected.EDITOR: "workflow",
+}
 
 
 def load_workflow_file(path: str) -> WorkflowFile:
-    """Read and check a workflow file the way the server will, listing every problem."""
+    """Read and check a workflow file the way the server will, listing every problem.
+
+    The kind is told by shape, as the server tells an uploaded workflow's (``conversion.detect``).
+    A nodetool graph or an API prompt is converted here as the server would; an editor workflow
+    only has its outline checked: turning it into a prompt needs the ``/object_info`` of the
+    ComfyUI that runs it (custom nodes and all), which the server has and this machine may not."""
     obj = _read_json(path)
+    try:
+        detected = detect_workflow(obj)
+    except GraphError as exc:
+        raise BadInput(f"{path} is not a runnable workflow", exc.problems) from None
+    kind, body, settings = _KINDS[detected.kind], dict(detected.body), dict(detected.settings)
+    if kind == "workflow":
+        try:
+            editor = EditorWorkflow.model_validate(body)
+        except ValidationError as exc:
+            problems = describe_validation_error(exc, prefix=("workflow",)).split("; ")
+            raise BadInput(f"{path} is not a runnable ComfyUI workflow", problems) from None
+        if not editor.nodes:
+            raise BadInput(f"{path} is a ComfyUI workflow without nodes")
+        return WorkflowFile(kind=kind, body=body, settings=settings, node_count=editor.counts()[0])
     try:
         prompt = load_workflow(obj)
     except GraphError as exc:
         raise BadInput(f"{path} is not a runnable workflow", exc.problems) from None
-    assert isinstance(obj, Mapping)  # load_workflow refuses anything else
-    kind, body, settings = _unwrap(obj)
     return WorkflowFile(kind=kind, body=body, settings=settings, node_count=len(prompt))
+
+
+@dataclass(frozen=True)
+class InputFileArg:
+    """One ``--file``: the name the workflow uses and the file on disk."""
+
+    name: str
+    path: Path
+    size: int
+
+
+def parse_file_args(values: list[str] | None) -> list[InputFileArg]:
+    """``--file PATH`` (named by its basename) and ``--file NAME=PATH``, every problem listed.
+
+    A value that is an existing file is a path even if it contains ``=``."""
+    files: list[InputFileArg] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if sep and name and not Path(value).is_file():
+            path = Path(rest)
+        else:
+            name, path = Path(value).name, Path(value)
+        problem = input_name_problem(name)
+        if problem:
+            hint = "" if sep else f" (name it: --file NAME={value})"
+            problems.append(f"--file {value}: {problem}{hint}")
+            continue
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise IsADirectoryError(21, "not a file")
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"--file {value}: cannot read {path}: {exc.strerror or exc}")
+            continue
+        if name in seen:
+            problems.append(f"--file {value}: the name {name!r} is given twice; each name must be unique")
+            continue
+        seen.add(name)
+        files.append(InputFileArg(name=name, path=path, size=size))
+    if problems:
+        raise BadInput("bad --file", problems)
+    return files
 
 
 def build_settings(base: Mapping[str, Any], executor: str | None, endpoint_id: str | None) -> dict[str, Any]:
@@ -226,8 +317,9 @@ def build_settings(base: Mapping[str, Any], executor: str | None, endpoint_id: s
     return settings.model_dump(mode="json", exclude_none=True)
 
 
-def check_run_request(workflow: WorkflowFile, job_id: str | None, settings: dict[str, Any]) -> None:
-    """Fail before connecting on anything the server would refuse for its form or size."""
+def check_run_request(workflow: WorkflowFile, job_id: str | None, settings: dict[str, Any]) -> int:
+    """Fail before connecting on anything the server would refuse for its form; return the size
+    of the run_job frame with the workflow inline (over ``MAX_MESSAGE_BYTES`` it goes by upload)."""
     fields: dict[str, Any] = {workflow.kind: workflow.body}
     if job_id:
         fields["job_id"] = job_id
@@ -239,21 +331,27 @@ def check_run_request(workflow: WorkflowFile, job_id: str | None, settings: dict
         raise BadInput(
             "the run_job request is invalid", describe_validation_error(exc, prefix=("data",)).split("; ")
         ) from None
-    size = len(RunJob(command="run_job", data=data).model_dump_json(exclude_none=True).encode())
-    if size > MAX_MESSAGE_BYTES:
-        raise BadInput(
-            f"the workflow makes a {size}-byte run_job message; the WebSocket limit is {MAX_MESSAGE_BYTES} bytes"
-        )
+    return len(RunJob(command="run_job", data=data).model_dump_json(exclude_none=True).encode())
 
 
 # --------------------------------------------------------------------------- live progress
 
 
 class Reporter(Protocol):
+    def upload(self, name: str, sent: int, total: int) -> None: ...
     def start(self, job_id: str) -> None: ...
     def on_message(self, msg: ServerMessage) -> None: ...
     def note(self, text: str) -> None: ...
     def stop(self) -> None: ...
+
+
+def human_size(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _status_text(update: JobUpdate) -> str:
@@ -280,9 +378,22 @@ class PlainReporter:
         self.started = time.monotonic()
         self._status: str | None = None
         self._step: tuple[str, int] | None = None
+        self._uploads: dict[str, int] = {}  # name -> the last quarter reported
 
     def _line(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:7.1f}s] {text}", file=self.stream, flush=True)
+
+    def upload(self, name: str, sent: int, total: int) -> None:
+        # Called from the upload's worker thread: one line to start, each quarter, one at the end.
+        quarter = 4 * sent // total if total else 4
+        last = self._uploads.get(name)
+        if last is None:
+            self._line(f"uploading {name} ({human_size(total)})")
+            self._uploads[name] = 0
+            last = 0
+        if quarter > last:
+            self._uploads[name] = quarter
+            self._line(f"uploaded {name}" if quarter >= 4 else f"uploading {name}: {25 * quarter}%")
 
     def start(self, job_id: str) -> None:
         self._line(f"job {job_id} sent")
@@ -330,6 +441,45 @@ class RichReporter:
         self.task: TaskID | None = None
         self.status = "sending"
         self.node = ""
+        self.transfers: Progress | None = None  # upload bars, shown before the job's own
+        self.transfer_tasks: dict[str, TaskID | None] = {}  # None: a small file, one line only
+
+    def upload(self, name: str, sent: int, total: int) -> None:
+        from rich.markup import escape
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        if name not in self.transfer_tasks:
+            if total < BIG_FILE_BYTES:
+                self.console.print(escape(f"uploading {name} ({human_size(total)})"))
+                self.transfer_tasks[name] = None
+                return
+            if self.transfers is None:
+                self.transfers = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=self.console,
+                )
+                self.transfers.start()
+            self.transfer_tasks[name] = self.transfers.add_task(escape(f"uploading {name}"), total=total)
+        task = self.transfer_tasks[name]
+        if self.transfers is not None and task is not None:
+            self.transfers.update(task, completed=sent)
+
+    def _end_transfers(self) -> None:
+        # rich shows one live display at a time: the upload bars end before the job's starts.
+        if self.transfers is not None:
+            self.transfers.stop()
+            self.transfers = None
 
     def _describe(self) -> str:
         from rich.markup import escape
@@ -337,6 +487,7 @@ class RichReporter:
         return escape(f"{self.status}{f' · node {self.node}' if self.node else ''}")
 
     def start(self, job_id: str) -> None:
+        self._end_transfers()
         self.progress.start()
         self.console.print(f"job {job_id}")
         self.task = self.progress.add_task(self._describe(), total=None)
@@ -368,6 +519,7 @@ class RichReporter:
         self.console.print(escape(text))
 
     def stop(self) -> None:
+        self._end_transfers()
         self.progress.stop()
 
 
@@ -453,19 +605,34 @@ async def _download_all(result: JobResult, out_dir: Path, reporter: Reporter) ->
 
 
 async def _run(
-    args: argparse.Namespace, workflow: WorkflowFile, settings: dict[str, Any], endpoint: Endpoint, reporter: Reporter
+    args: argparse.Namespace,
+    workflow: WorkflowFile,
+    settings: dict[str, Any],
+    endpoint: Endpoint,
+    reporter: Reporter,
+    files: list[InputFileArg] | None = None,
 ) -> int:
     from comfyroute_tools.client import ComfyrouteClient, FollowTimeout
 
     interrupted = asyncio.Event()
     async with ComfyrouteClient(endpoint.url, endpoint.token.get_secret_value()) as client:
         with _sigint_sets(interrupted):
-            job_id = await client.run_job(
-                graph=workflow.body if workflow.kind == "graph" else None,
-                prompt=workflow.body if workflow.kind == "prompt" else None,
+            body = workflow.body
+            sending = client.run_job(
+                graph=body if workflow.kind == "graph" else None,
+                prompt=body if workflow.kind == "prompt" else None,
+                workflow=body if workflow.kind == "workflow" else None,
                 job_id=args.job_id,
                 settings=settings or None,
+                files=[(f.name, f.path) for f in files] if files else None,
+                upload_progress=reporter.upload,
             )
+            job_id = await _unless(interrupted, sending)
+            if job_id is None:
+                # Ctrl-C while uploading: no job was started, nothing to cancel.
+                reporter.stop()
+                print("comfyroute run: interrupted before the job was sent", file=sys.stderr)
+                return EXIT_INTERRUPTED
             reporter.start(job_id)
             try:
                 result = await _unless(
@@ -508,6 +675,8 @@ def _report_failure(command: str, exc: BaseException) -> int:
         InvalidRequest,
         RequestError,
         RequestTimeout,
+        UploadFailed,
+        UploadRefused,
     )
 
     if isinstance(exc, BadInput):
@@ -520,7 +689,10 @@ def _report_failure(command: str, exc: BaseException) -> int:
         return EXIT_BAD_INPUT
     if isinstance(exc, RequestError):
         return EXIT_BAD_INPUT if exc.code in BAD_INPUT_CODES else EXIT_JOB_FAILED
-    if isinstance(exc, NoCredentials | ConnectError | ConnectionLost | RequestTimeout):
+    if isinstance(exc, UploadRefused):
+        # 4xx: the store took the file for something its policy does not admit.
+        return EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_JOB_FAILED
+    if isinstance(exc, NoCredentials | ConnectError | ConnectionLost | RequestTimeout | UploadFailed):
         return EXIT_CONNECTION
     return EXIT_JOB_FAILED
 
@@ -541,15 +713,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         workflow = load_workflow_file(args.file)
         settings = build_settings(workflow.settings, args.executor, args.endpoint_id)
-        check_run_request(workflow, args.job_id, settings)
+        files = parse_file_args(args.files)
+        size = check_run_request(workflow, args.job_id, settings)
         if args.timeout is not None and args.timeout <= 0:
             raise BadInput(f"--timeout must be positive, not {args.timeout:g}")
         endpoint = resolve_endpoint(args.url, args.token)
     except (BadInput, NoCredentials) as exc:
         return _report_failure("run", exc)
     reporter = make_reporter(sys.stderr)
+    if size > MAX_MESSAGE_BYTES:
+        reporter.note(
+            f"the workflow makes a {human_size(size)} run_job message, over the {human_size(MAX_MESSAGE_BYTES)} "
+            "WebSocket limit: uploading it first"
+        )
     try:
-        return _guarded("run", lambda: _run(args, workflow, settings, endpoint, reporter))
+        return _guarded("run", lambda: _run(args, workflow, settings, endpoint, reporter, files))
     finally:
         reporter.stop()
 
@@ -580,8 +758,14 @@ def format_job(view: JobView) -> str:
         rows.append(("error", view.error))
     if view.message:
         rows.append(("message", view.message))
+    if view.inputs:
+        rows.append(("inputs", str(len(view.inputs))))
     rows.append(("outputs", str(view.output_count)))
     lines = [f"{label:<9} {value}" for label, value in rows]
+    inputs = [f"  {i.name}  {i.content_type}  {i.size} bytes" for i in view.inputs]
+    if inputs:
+        at = next(n for n, (label, _) in enumerate(rows) if label == "inputs") + 1
+        lines[at:at] = inputs
     lines += [
         f"  {o.node_id}.{o.output_name}  {o.value.filename}  {o.value.content_type}  {o.value.size} bytes"
         for o in view.outputs
@@ -674,7 +858,16 @@ def configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file",
         metavar="GRAPH.json",
-        help="nodetool graph, saved nodetool workflow or ComfyUI API prompt; '-' reads stdin",
+        help="nodetool graph, saved nodetool workflow, ComfyUI API prompt or ComfyUI workflow.json "
+        "(as ComfyUI saves it); '-' reads stdin",
+    )
+    parser.add_argument(
+        "--file",
+        dest="files",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="send a file with the job (repeatable): as its basename, or as NAME, the name the "
+        "workflow uses (e.g. LoadImage's image: --file input.png=~/photos/cat.png)",
     )
     _add_connection_args(parser)
     parser.add_argument(

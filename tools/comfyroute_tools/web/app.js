@@ -13,7 +13,30 @@ import {
   parseErrorText,
   statusLabel,
 } from "./jobs.js";
-import { el, renderError, renderHistory, renderOutputs, renderProgress } from "./render.js";
+import {
+  el,
+  renderAttachments,
+  renderError,
+  renderHistory,
+  renderInputs,
+  renderOutputs,
+  renderProgress,
+} from "./render.js";
+import {
+  MAX_FILES,
+  MAX_MESSAGE_BYTES,
+  PLACEHOLDER_UPLOAD_ID,
+  UploadRequests,
+  WORKFLOW_CONTENT_TYPE,
+  WORKFLOW_FILENAME,
+  frameBytes,
+  guessContentType,
+  namesProblems,
+  placeholderRefs,
+  planFiles,
+  postUpload,
+  suggestInputName,
+} from "./uploads.js";
 import {
   ENDPOINT_ID_PATTERN,
   WorkflowFileError,
@@ -32,6 +55,9 @@ const ENDPOINT_SAVE_DELAY_MS = 600;
 const HISTORY_LIMIT = 30;
 const CATCH_UP_INTERVAL_MS = 2000;
 const END_ANNOUNCE_DELAY_MS = 400;
+// An uploaded file is sent again by its upload id for this long (the backend keeps uploads a day).
+const UPLOAD_REUSE_MS = 30 * 60 * 1000;
+const SOURCES = ["graph", "prompt", "workflow"];
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -71,11 +97,22 @@ const ui = {
   outputs: $("outputs"),
   history: $("history"),
   historyRefresh: $("history-refresh"),
+  inputsPanel: $("inputs-panel"),
+  inputFiles: $("input-files"),
+  dropZone: $("drop-zone"),
+  inputsError: $("inputs-error"),
+  attachments: $("attachments"),
+  jobInputsGroup: $("job-inputs-group"),
+  jobInputs: $("job-inputs"),
 };
 
 const index = new WorkflowIndex(window.localStorage);
 const conn = new Connection();
+const uploadRequests = new UploadRequests((command, data) => conn.send(command, data));
 const state = {
+  // Files for the next run: {key, file, name, content_type, state, sent, total, error, uploadId, uploadedAt}
+  attachments: [],
+  nextAttachment: 1,
   workflow: null, // {id, name, kind: "graph"|"prompt"|"saved", body, settings}
   jobs: new Map(),
   viewJobId: null,
@@ -138,6 +175,7 @@ function showConnState(detail) {
 }
 
 conn.addEventListener("state", (ev) => {
+  if (ev.detail.state !== "open") uploadRequests.fail("The connection dropped while asking for an upload.");
   showConnState(ev.detail);
   if (ev.detail.state !== "connecting") announce(ui.connState.textContent);
 });
@@ -206,6 +244,7 @@ ui.disconnect.addEventListener("click", () => conn.disconnect());
 // ------------------------------------------------------------------ server messages
 
 function handleMessage(msg) {
+  if (uploadRequests.handle(msg)) return;
   switch (msg.type) {
     case "job_update":
     case "node_progress":
@@ -262,6 +301,10 @@ function announceEnd(job) {
 function handleError(msg) {
   const text = describeServerError(msg);
   if (msg.request === "run_job" && msg.code === "in_progress") return; // our resend; the job goes on
+  if (msg.request === "run_job" && String(msg.code || "").startsWith("upload_")) {
+    // An upload the backend no longer has (or never took): send the files afresh next time.
+    for (const a of state.attachments) a.uploadId = null;
+  }
   if (msg.request === "run_job" && msg.code === "job_failed") {
     // Accepted, then failed at submit: the job_update beside it carries the status and announces.
     const job = msg.job_id && state.jobs.get(msg.job_id);
@@ -336,7 +379,9 @@ function setWorkflow(workflow) {
         ? `nodetool graph, ${workflow.body.nodes.length} nodes`
         : workflow.kind === "prompt"
           ? `ComfyUI API prompt, ${Object.keys(workflow.body).length} nodes`
-          : "saved on the server (run by its ID)";
+          : workflow.kind === "workflow"
+            ? `ComfyUI workflow, ${workflow.body.nodes.length} nodes`
+            : "saved on the server (run by its ID)";
   }
   showSettings();
   drawSavedList();
@@ -383,8 +428,15 @@ function saveWorkflow() {
 
 function sendSave(wf) {
   const data = { workflow_id: wf.id, name: wf.name, settings: wireSettings(wf.settings) };
-  if (wf.kind === "graph") data.graph = wf.body;
-  else if (wf.kind === "prompt") data.prompt = wf.body;
+  if (SOURCES.includes(wf.kind)) data[wf.kind] = wf.body;
+  if (new TextEncoder().encode(JSON.stringify({ command: "save_workflow", data })).length > MAX_MESSAGE_BYTES) {
+    // save_workflow has no upload form; the run sends such a workflow by upload instead.
+    index.markSynced(wf.id);
+    if (state.workflow && wf.id === state.workflow.id) {
+      showSaveState("Saved in this browser; too large to save on the server (it is uploaded with each run)");
+    }
+    return;
+  }
   state.pendingSaves.add(wf.id);
   if (state.workflow && wf.id === state.workflow.id) showSaveState("Saving…");
   conn.send("save_workflow", data);
@@ -475,6 +527,10 @@ function updateButtons() {
 }
 
 ui.run.addEventListener("click", () => {
+  startRun();
+});
+
+async function startRun() {
   const wf = state.workflow;
   if (!wf || !conn.isOpen) return;
   commitEndpoint();
@@ -483,24 +539,118 @@ ui.run.addEventListener("click", () => {
     announce(ui.endpointError.textContent);
     return;
   }
+  if (!checkAttachments(true)) return;
   const jobId = randomId("job");
   const request = { job_id: jobId, workflow_id: wf.id, settings: wireSettings(wf.settings) };
-  if (wf.kind === "graph") request.graph = wf.body;
-  else if (wf.kind === "prompt") request.prompt = wf.body;
+  if (SOURCES.includes(wf.kind)) request[wf.kind] = wf.body;
+  const files = state.attachments.slice();
   const job = newJob(jobId, {
     workflow_id: wf.id,
     executor: request.settings.comfy_executor,
     started_ms: Date.now(),
     epoch: state.epoch,
-    request,
+    inputs: files.map((a) => ({ name: a.name, size: a.file.size, content_type: a.content_type })),
   });
   state.jobs.set(jobId, job);
   state.viewJobId = jobId;
+  renderJob();
+  const where = request.settings.comfy_executor === "runpod" ? "RunPod" : "the local ComfyUI";
+  try {
+    await fitWorkflow(request, files, job);
+    if (files.length) {
+      job.message = `Sending ${files.length} input file${files.length === 1 ? "" : "s"}…`;
+      renderJob();
+      announce(`${job.message}`);
+      await attachFiles(request, files);
+    }
+  } catch (err) {
+    job.status = "failed";
+    job.error = `The job was not started: ${err.message}`;
+    job.message = null;
+    renderJob();
+    drawAttachments();
+    announce(`The job was not started. ${err.message}`);
+    return;
+  }
+  job.message = null;
+  job.request = request; // resent with the same job_id if the connection drops before the answer
   localStorage.setItem(ACTIVE_JOB_KEY, jobId);
   conn.send("run_job", request);
   renderJob();
-  announce(`Sending the job to ${request.settings.comfy_executor === "runpod" ? "RunPod" : "the local ComfyUI"}…`);
-});
+  announce(`Sending the job to ${where}…`);
+}
+
+/** Upload one blob: request_upload, then the presigned POST. Resolves with the upload id. */
+async function uploadBlob(blob, filename, contentType, onProgress) {
+  const ready = await uploadRequests.request(filename, contentType, blob.size);
+  await postUpload(ready, blob, filename, onProgress);
+  return ready.upload_id;
+}
+
+/** A workflow whose frame would pass 128 KB goes by upload and runs by workflow_upload_id. */
+async function fitWorkflow(request, files, job) {
+  const refs = placeholderRefs(files.map((a) => ({ name: a.name })));
+  const framed = (data) => frameBytes(refs.length ? { ...data, files: refs } : data);
+  if (framed(request) <= MAX_MESSAGE_BYTES) return;
+  const kind = SOURCES.find((k) => request[k] !== undefined);
+  if (!kind) return;
+  const moved = { ...request, workflow_upload_id: PLACEHOLDER_UPLOAD_ID };
+  delete moved[kind];
+  if (framed(moved) > MAX_MESSAGE_BYTES) {
+    throw new Error("the job is over the 128 KB message limit even with the workflow uploaded (too many files?).");
+  }
+  const body = new Blob([JSON.stringify(request[kind])], { type: WORKFLOW_CONTENT_TYPE });
+  job.message = "Uploading the workflow (it is over the 128 KB message limit)…";
+  renderJob();
+  announce(job.message);
+  request.workflow_upload_id = await uploadBlob(body, WORKFLOW_FILENAME, WORKFLOW_CONTENT_TYPE, () => {});
+  delete request[kind];
+}
+
+/** Small files inline, the rest uploaded (or reused by upload id); sets request.files. */
+async function attachFiles(request, files) {
+  const now = Date.now();
+  const items = files.map((a) => ({
+    name: a.name,
+    size: a.file.size,
+    content_type: a.content_type,
+    read: () => a.file.arrayBuffer(),
+    upload_id: a.uploadId && now - a.uploadedAt < UPLOAD_REUSE_MS ? a.uploadId : null,
+  }));
+  for (const a of files) {
+    a.error = null;
+    a.state = "reading";
+  }
+  drawAttachments();
+  const plan = await planFiles(request, items);
+  files.forEach((a, i) => {
+    a.state = plan.files[i].data !== undefined ? "inline" : items[i].upload_id ? "uploaded" : "ready";
+  });
+  drawAttachments();
+  for (const i of plan.uploads) {
+    const a = files[i];
+    a.state = "uploading";
+    a.sent = 0;
+    a.total = a.file.size;
+    drawAttachments();
+    try {
+      a.uploadId = await uploadBlob(a.file, a.name, a.content_type, (sent, total) => {
+        a.sent = sent;
+        a.total = total;
+        drawAttachments();
+      });
+    } catch (err) {
+      a.state = "failed";
+      a.error = err.message;
+      throw err;
+    }
+    a.uploadedAt = Date.now();
+    a.state = "uploaded";
+    plan.files[i] = { name: a.name, upload_id: a.uploadId };
+    drawAttachments();
+  }
+  request.files = plan.files;
+}
 
 ui.cancel.addEventListener("click", () => {
   const job = viewedJob();
@@ -531,6 +681,8 @@ function renderJob() {
   else ui.overall.value = overall === null ? (job.status === "completed" ? 1 : 0) : overall;
   const wf = state.workflow && state.workflow.id === job.workflow_id ? state.workflow : null;
   renderProgress(ui.nodeProgress, job, nodeClasses(wf));
+  ui.jobInputsGroup.hidden = !job.inputs.length;
+  renderInputs(ui.jobInputs, job.inputs);
   renderOutputs(ui.outputs, job.outputs, isTerminal(job.status) ? "No outputs." : "No outputs yet.", job.job_id);
   drawElapsed();
   if (!isTerminal(job.status) && !tick) tick = setInterval(drawElapsed, 250);
@@ -586,6 +738,118 @@ function pickJob(jobId) {
 
 ui.historyRefresh.addEventListener("click", requestHistory);
 
+// ------------------------------------------------------------------ input files
+
+function drawAttachments() {
+  renderAttachments(ui.attachments, state.attachments, namesProblems(state.attachments), {
+    rename: (i, name) => {
+      const a = state.attachments[i];
+      if (!a) return;
+      a.name = name;
+      if (a.state === "failed") {
+        a.state = "ready";
+        a.error = null;
+      }
+      drawAttachments();
+    },
+    remove: (i) => {
+      const [gone] = state.attachments.splice(i, 1);
+      drawAttachments();
+      const next = ui.attachments.querySelectorAll(".att-remove")[Math.min(i, state.attachments.length - 1)];
+      (next || ui.inputFiles).focus(); // keyboard focus stays in the list
+      if (gone) announce(`Removed ${gone.file.name}.`);
+    },
+  });
+}
+
+/** Whether the attachments can be sent; with `forRun`, the first problem is focused and said. */
+function checkAttachments(forRun) {
+  const problems = namesProblems(state.attachments);
+  drawAttachments();
+  if (!problems.size) return true;
+  if (forRun) {
+    const [i, text] = [...problems.entries()][0];
+    const input = ui.attachments.querySelectorAll(".att-name")[i];
+    if (input) input.focus();
+    announce(`Fix the name of ${state.attachments[i].file.name}: ${text}`);
+  }
+  return false;
+}
+
+function uniqueName(name) {
+  const taken = new Set(state.attachments.map((a) => a.name));
+  if (!taken.has(name)) return name;
+  const dot = name.lastIndexOf(".");
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];
+  for (let n = 2; ; n += 1) {
+    const candidate = `${stem} (${n})${ext}`;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
+function addFiles(fileList) {
+  const files = [...(fileList || [])];
+  if (!files.length) return;
+  ui.inputsError.hidden = true;
+  const room = MAX_FILES - state.attachments.length;
+  if (files.length > room) {
+    ui.inputsError.textContent = `A job takes at most ${MAX_FILES} files; ${files.length - Math.max(room, 0)} were not attached.`;
+    ui.inputsError.hidden = false;
+  }
+  const added = files.slice(0, Math.max(room, 0));
+  for (const file of added) {
+    state.attachments.push({
+      key: state.nextAttachment++,
+      file,
+      name: uniqueName(suggestInputName(file.name)),
+      content_type: guessContentType(file),
+      state: "ready",
+      sent: 0,
+      total: 0,
+      error: null,
+      uploadId: null,
+      uploadedAt: 0,
+    });
+  }
+  drawAttachments();
+  if (added.length) {
+    const names = added.map((f) => f.name).join(", ");
+    announce(`Attached ${added.length} file${added.length === 1 ? "" : "s"}: ${names}.`);
+  }
+}
+
+ui.inputFiles.addEventListener("change", () => {
+  addFiles(ui.inputFiles.files);
+  ui.inputFiles.value = ""; // the same file again still fires change
+});
+
+function carriesFiles(ev) {
+  return ev.dataTransfer && [...ev.dataTransfer.types].includes("Files");
+}
+
+for (const type of ["dragenter", "dragover"]) {
+  ui.inputsPanel.addEventListener(type, (ev) => {
+    if (!carriesFiles(ev)) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = "copy";
+    ui.dropZone.dataset.state = "over";
+  });
+}
+ui.inputsPanel.addEventListener("dragleave", (ev) => {
+  if (!ui.inputsPanel.contains(ev.relatedTarget)) ui.dropZone.dataset.state = "idle";
+});
+ui.inputsPanel.addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  ui.dropZone.dataset.state = "idle";
+  addFiles(ev.dataTransfer && ev.dataTransfer.files);
+});
+// A file dropped anywhere else must not make the browser leave the page (and the job view).
+for (const type of ["dragover", "drop"]) {
+  window.addEventListener(type, (ev) => {
+    if (carriesFiles(ev) && !ui.inputsPanel.contains(ev.target)) ev.preventDefault();
+  });
+}
+
 // ------------------------------------------------------------------ start
 
 function restore() {
@@ -609,5 +873,6 @@ restore();
 // (the token is deliberately not reachable from here).
 window.comfyroute = {
   state,
+  addFiles,
   dropConnection: () => conn.ws && conn.ws.close(4000, "dropped for testing"),
 };

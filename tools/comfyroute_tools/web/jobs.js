@@ -33,6 +33,7 @@ export function newJob(jobId, fields = {}) {
     started_ms: null, // this browser's clock, when it sent run_job
     progress: new Map(), // node_id -> {progress, total}
     outputs: [],
+    inputs: [], // the job's input files: {name, size, content_type}
     ...fields,
   };
 }
@@ -74,6 +75,10 @@ export function applyJobView(jobs, view) {
   if (Array.isArray(view.outputs)) {
     job.outputs = [];
     for (const o of view.outputs) addOutput(job, o);
+  }
+  // A backend that does not list inputs yet sends none: keep what this page sent with the job.
+  if (Array.isArray(view.inputs) && (view.inputs.length || !job.inputs.length)) {
+    job.inputs = view.inputs.map((i) => ({ name: String(i.name), size: i.size, content_type: i.content_type }));
   }
   if (job.status === "completed") {
     for (const p of job.progress.values()) p.progress = p.total;

@@ -203,3 +203,91 @@ export function renderHistory(list, jobs, viewJobId, onPick) {
     list.append(el("li", {}, btn));
   }
 }
+
+/** A job's input files: name, type and size, one item each. */
+export function renderInputs(container, inputs) {
+  const signature = JSON.stringify(inputs.map((i) => [i.name, i.size, i.content_type]));
+  if (container.dataset.signature === signature) return;
+  container.dataset.signature = signature;
+  container.replaceChildren(
+    ...inputs.map((i) =>
+      el(
+        "li",
+        { className: "job-input", "data-name": i.name },
+        el("span", { className: "filename", text: i.name }),
+        el("span", { className: "meta", text: ` · ${i.content_type || "unknown type"} · ${formatBytes(i.size)}` }),
+      ),
+    ),
+  );
+}
+
+const ATTACHMENT_WORDS = {
+  ready: "Ready",
+  reading: "Reading…",
+  uploading: "Uploading…",
+  uploaded: "Uploaded",
+  inline: "Sent with the job",
+  failed: "Failed",
+};
+
+/**
+ * The files attached to the next run. Each item: an editable name (the one the workflow uses),
+ * the file's own name, type and size, upload progress, its problem if any, and a Remove button.
+ * `on.rename(index, name)` and `on.remove(index)` report the user's changes. Rebuilt only when
+ * the set of files changes, so typing in a name field keeps its focus.
+ */
+export function renderAttachments(list, attachments, problems, on) {
+  const signature = JSON.stringify(attachments.map((a) => a.key));
+  if (list.dataset.signature !== signature) {
+    list.dataset.signature = signature;
+    list.replaceChildren(
+      ...attachments.map((a, i) => {
+        const base = `att-${a.key}`;
+        const name = el("input", {
+          id: `${base}-name`,
+          className: "att-name",
+          type: "text",
+          value: a.name,
+          spellcheck: "false",
+          autocomplete: "off",
+          "aria-describedby": `${base}-meta ${base}-error`,
+        });
+        name.addEventListener("input", () => on.rename(i, name.value));
+        const remove = el("button", {
+          type: "button",
+          className: "small att-remove",
+          text: "Remove",
+          "aria-label": `Remove ${a.file.name}`,
+        });
+        remove.addEventListener("click", () => on.remove(i));
+        return el(
+          "li",
+          { className: "attachment", "data-key": a.key },
+          el("label", { for: `${base}-name`, text: `Name in the workflow for ${a.file.name}` }),
+          el("div", { className: "att-row" }, name, remove),
+          el("p", { id: `${base}-meta`, className: "att-meta" }),
+          el("progress", { id: `${base}-progress`, className: "att-progress", max: "1", hidden: true, "aria-label": `Upload of ${a.file.name}` }),
+          el("p", { id: `${base}-error`, className: "field-error att-error", hidden: true }),
+        );
+      }),
+    );
+  }
+  attachments.forEach((a, i) => {
+    const item = list.children[i];
+    if (!item) return;
+    const nameInput = item.querySelector(".att-name");
+    if (nameInput.value !== a.name && document.activeElement !== nameInput) nameInput.value = a.name;
+    const problem = problems.get(i) || a.error || "";
+    if (problems.has(i)) nameInput.setAttribute("aria-invalid", "true");
+    else nameInput.removeAttribute("aria-invalid");
+    item.dataset.state = a.state;
+    const words = a.state === "uploading" && a.total ? `Uploading ${Math.floor((100 * a.sent) / a.total)}%` : ATTACHMENT_WORDS[a.state];
+    item.querySelector(".att-meta").textContent = `${a.file.name} · ${a.content_type} · ${formatBytes(a.file.size)} · ${words || ""}`;
+    const bar = item.querySelector(".att-progress");
+    bar.hidden = a.state !== "uploading";
+    if (a.total) bar.value = a.sent / a.total;
+    const err = item.querySelector(".att-error");
+    err.hidden = !problem;
+    err.textContent = problem;
+  });
+}

@@ -23,8 +23,9 @@ export function isApiPrompt(obj) {
   return entries.length > 0 && entries.every(([, n]) => isObject(n) && typeof n.class_type === "string");
 }
 
-/** ComfyUI's editor format (nodes[] + links[]) cannot be run; the user must export the API format. */
-function isComfyEditorFormat(obj) {
+/** ComfyUI's editor workflow (workflow.json as its Save writes it): LiteGraph nodes[] and links[].
+ * It is sent as it is (`workflow`); the backend converts it with its executor's /object_info. */
+export function isComfyEditorFormat(obj) {
   return Array.isArray(obj.nodes) && Array.isArray(obj.links) && !Array.isArray(obj.edges);
 }
 
@@ -60,7 +61,7 @@ function pickSettings(raw) {
 
 /**
  * Parse a workflow file's text.
- * Returns {id, name, kind: "graph"|"prompt", body, settings}; throws WorkflowFileError naming
+ * Returns {id, name, kind: "graph"|"prompt"|"workflow", body, settings}; throws WorkflowFileError naming
  * what is wrong in words a user can act on.
  */
 export function parseWorkflowFile(text, filename) {
@@ -78,10 +79,13 @@ export function parseWorkflowFile(text, filename) {
 
   let kind;
   let body;
-  if (isObject(obj.graph) && Array.isArray(obj.graph.nodes)) {
+  if (isComfyEditorFormat(obj)) {
+    kind = "workflow"; // kept whole: links, groups, subgraph definitions and all
+    body = obj;
+  } else if (isObject(obj.graph) && Array.isArray(obj.graph.nodes)) {
     kind = "graph";
     body = { nodes: obj.graph.nodes, edges: Array.isArray(obj.graph.edges) ? obj.graph.edges : [] };
-  } else if (Array.isArray(obj.nodes) && !isComfyEditorFormat(obj)) {
+  } else if (Array.isArray(obj.nodes)) {
     kind = "graph";
     body = { nodes: obj.nodes, edges: Array.isArray(obj.edges) ? obj.edges : [] };
   } else if (isApiPrompt(obj.prompt)) {
@@ -90,17 +94,17 @@ export function parseWorkflowFile(text, filename) {
   } else if (isApiPrompt(obj)) {
     kind = "prompt";
     body = obj;
-  } else if (isComfyEditorFormat(obj)) {
-    throw new WorkflowFileError(
-      "This is a ComfyUI editor workflow. In ComfyUI use “Export (API)” / “Save (API Format)” and open that file.",
-    );
   } else {
     throw new WorkflowFileError(
-      `${filename || "The file"} is neither a nodetool graph ({nodes, edges}) nor a ComfyUI API-format prompt.`,
+      `${filename || "The file"} is neither a nodetool graph ({nodes, edges}), a ComfyUI workflow ({nodes, links}) ` +
+        "nor a ComfyUI API-format prompt.",
     );
   }
-  if (kind === "graph" && body.nodes.length === 0) {
-    throw new WorkflowFileError("The graph has no nodes.");
+  if ((kind === "graph" || kind === "workflow") && body.nodes.length === 0) {
+    throw new WorkflowFileError(kind === "graph" ? "The graph has no nodes." : "The ComfyUI workflow has no nodes.");
+  }
+  if (kind === "workflow" && !body.nodes.every(isObject)) {
+    throw new WorkflowFileError("Every node of a ComfyUI workflow must be a JSON object.");
   }
   const id = workflowIdFor(kind === "prompt" && body === obj ? undefined : obj.id, name);
   return { id, name, kind, body, settings };
@@ -112,6 +116,11 @@ export function nodeClasses(workflow) {
   if (!workflow || !workflow.body) return out;
   if (workflow.kind === "prompt") {
     for (const [id, node] of Object.entries(workflow.body)) out.set(String(id), node.class_type);
+  } else if (workflow.kind === "workflow") {
+    // Prompt ids are the editor's node ids (inner subgraph nodes are "outer:inner"; not named here).
+    for (const node of workflow.body.nodes || []) {
+      if (node && node.id !== undefined) out.set(String(node.id), String(node.title || node.type || ""));
+    }
   } else {
     for (const node of workflow.body.nodes || []) {
       if (node && node.id !== undefined) out.set(String(node.id), String(node.type || "").replace(/^comfy\./, ""));

@@ -24,24 +24,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from comfyroute.protocol import JOB_ID_PATTERN
+# The name rule is the wire's (run_job.data.files[].name), so a name the protocol admits is one
+# every executor can store.
+from comfyroute.protocol import INPUT_NAME_PATTERN, JOB_ID_PATTERN, input_name_problem
 
-# What a workflow can spell in a widget and every executor stores as a plain file name: no path
-# separators, no leading dot or space (hidden files, "..").
-INPUT_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9 ._()+,=@-]{0,127}$"
-_INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
+__all__ = ["INPUT_NAME_PATTERN"]
+
 JOB_INPUT_FOLDER = "comfyroute"
 _ANNOTATION = " [input]"
 
 
 def check_input_name(name: object) -> str:
     """``name`` if it is a safe input file name, else a ValueError that says what is allowed."""
-    if not isinstance(name, str) or not _INPUT_NAME.match(name) or name.endswith((" ", ".")):
-        shown = name[:80] if isinstance(name, str) else type(name).__name__
-        raise ValueError(
-            f"input file name {shown!r} is not allowed: use 1-128 letters, digits, spaces and . _ ( ) + , = @ -, "
-            "starting with a letter, digit or _ (no folders), as the workflow spells it (e.g. input.png)"
-        )
+    problem = input_name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    assert isinstance(name, str)
     return name
 
 
