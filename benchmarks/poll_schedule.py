@@ -25,7 +25,7 @@ for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
 from moto import mock_aws  # noqa: E402
 from support.sfn_harness import SFN_MOCK_CONFIG, StateMachineHarness  # noqa: E402
 
-from comfyroute.jobstate import next_wait  # noqa: E402
+from comfyroute.jobs.schedule import next_wait  # noqa: E402
 
 START, CAP = 1, 30
 

@@ -1,5 +1,5 @@
 """$connect REQUEST authorizer: the `token` query parameter -> the user id, or Deny."""
 
-from comfyroute.awslambda.runtime import authorizer_handler
+from comfyroute.awslambda.connection import authorizer_handler
 
 handler = authorizer_handler()

@@ -1,6 +1,6 @@
-"""cancel_job: the owner stops a job on its executor and its poll loop."""
+"""cancel_job: the owner stops a job on its executor and its follow loop."""
 
-from comfyroute import service
-from comfyroute.awslambda.runtime import websocket_handler
+from comfyroute.awslambda.websocket import websocket_handler
+from comfyroute.jobs.cancel import cancel_job
 
-handler = websocket_handler({"cancel_job": lambda svc, caller, cmd: service.cancel_job(svc, caller, cmd.data.job_id)})
+handler = websocket_handler({"cancel_job": lambda ports, caller, cmd: cancel_job(ports, caller, cmd.data.job_id)})

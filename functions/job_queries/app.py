@@ -1,11 +1,11 @@
 """get_job / list_jobs: the caller's own jobs, with fresh presigned output URLs."""
 
-from comfyroute import service
-from comfyroute.awslambda.runtime import websocket_handler
+from comfyroute.awslambda.websocket import websocket_handler
+from comfyroute.jobs.queries import get_job, list_jobs
 
 handler = websocket_handler(
     {
-        "get_job": lambda svc, caller, cmd: service.get_job(svc, caller, cmd.data.job_id),
-        "list_jobs": lambda svc, caller, cmd: service.list_jobs(svc, caller, cmd.data.limit),
+        "get_job": lambda ports, caller, cmd: get_job(ports, caller, cmd.data.job_id),
+        "list_jobs": lambda ports, caller, cmd: list_jobs(ports, caller, cmd.data.limit),
     }
 )

@@ -1,6 +1,6 @@
-"""run_job: validate, convert, record, submit to the executor, start the poll loop."""
+"""run_job: validate, convert, record, submit to the executor, start the follow loop."""
 
-from comfyroute import service
-from comfyroute.awslambda.runtime import websocket_handler
+from comfyroute.awslambda.websocket import websocket_handler
+from comfyroute.jobs.submit import run_job
 
-handler = websocket_handler({"run_job": lambda svc, caller, cmd: service.run_job(svc, caller, cmd.data)})
+handler = websocket_handler({"run_job": lambda ports, caller, cmd: run_job(ports, caller, cmd.data)})

@@ -1,6 +1,6 @@
 """save_workflow: keep a user's graph and its executor settings."""
 
-from comfyroute import service
-from comfyroute.awslambda.runtime import websocket_handler
+from comfyroute.awslambda.websocket import websocket_handler
+from comfyroute.workflows import save_workflow
 
-handler = websocket_handler({"save_workflow": lambda svc, caller, cmd: service.save_workflow(svc, caller, cmd.data)})
+handler = websocket_handler({"save_workflow": lambda ports, caller, cmd: save_workflow(ports, caller, cmd.data)})

@@ -15,7 +15,7 @@ from support import Stack, load_event
 from support.recordings import body, load_bytes, load_recording
 
 from comfyroute import auth
-from comfyroute.service import get_services
+from comfyroute.awslambda.wiring import get_ports
 
 CONN = "Yf3kGdLhIAMCJMw="
 COMFY = "http://127.0.0.1:8188"
@@ -45,7 +45,7 @@ def fake_comfy(http: responses.RequestsMock, job_id: str, *, history: str | None
 
 
 def connect(stack: Stack, user: str = "alice", connection_id: str = CONN) -> None:
-    get_services().connections.put(connection_id, user)
+    get_ports().connections.put(connection_id, user)
 
 
 def invoke(stack: Stack, function: str, event: dict[str, Any] | str, ctx: Any) -> Any:
@@ -62,7 +62,7 @@ def pushed(stack: Stack, type_: str | None = None, connection_id: str = CONN) ->
 
 
 def test_authorizer_allows_a_known_token_with_the_user_in_context(stack, lambda_context):
-    auth.issue_token(get_services().api_keys, "alice", token=TOKEN)
+    auth.issue_token(get_ports().api_keys, "alice", token=TOKEN)
     policy = invoke(stack, "AuthorizerFunction", "authorizer", lambda_context)
     assert policy["principalId"] == "alice"
     assert policy["context"] == {"user_id": "alice"}
@@ -75,7 +75,7 @@ def test_authorizer_denies_unknown_and_revoked_tokens(stack, lambda_context):
     policy = invoke(stack, "AuthorizerFunction", "authorizer_bad_token", lambda_context)
     assert [s["Effect"] for s in policy["policyDocument"]["Statement"]] == ["Deny"]
     assert "context" not in policy
-    keys = get_services().api_keys
+    keys = get_ports().api_keys
     auth.issue_token(keys, "alice", token=TOKEN)
     keys.revoke(auth.hash_token(TOKEN))
     policy = invoke(stack, "AuthorizerFunction", "authorizer", lambda_context)
@@ -85,14 +85,14 @@ def test_authorizer_denies_unknown_and_revoked_tokens(stack, lambda_context):
 def test_authorizer_without_token_is_unauthorized_and_never_logs_tokens(stack, lambda_context, capsys):
     with pytest.raises(Exception, match="^Unauthorized$"):
         invoke(stack, "AuthorizerFunction", "authorizer_no_token", lambda_context)
-    auth.issue_token(get_services().api_keys, "alice", token=TOKEN)
+    auth.issue_token(get_ports().api_keys, "alice", token=TOKEN)
     invoke(stack, "AuthorizerFunction", "authorizer", lambda_context)
     out = capsys.readouterr()
     assert TOKEN not in out.out + out.err
 
 
 def test_tokens_are_stored_hashed(stack):
-    auth.issue_token(get_services().api_keys, "alice", token=TOKEN)
+    auth.issue_token(get_ports().api_keys, "alice", token=TOKEN)
     items = stack.table("ApiKeysTable").scan()["Items"]
     assert [i["key_hash"] for i in items] == [auth.hash_token(TOKEN)]
     assert TOKEN not in json.dumps(items, default=str)
@@ -503,10 +503,10 @@ def test_a_command_on_the_wrong_route_is_refused(stack, lambda_context):
 
 def _stranded(job_id: str, **fields: Any) -> None:
     """A job record as a submit that died half-way leaves it: queued, no poll loop."""
-    from comfyroute.aws.tables import JobRecord
+    from comfyroute.jobs.record import JobRecord
     from comfyroute.protocol import ExecutorKind
 
-    get_services().jobs.create(
+    get_ports().jobs.insert(
         JobRecord(
             job_id=job_id,
             user_id="alice",
@@ -547,7 +547,7 @@ def test_an_unexpected_error_in_submit_fails_the_job_and_tells_the_client(stack,
     def broken(*args: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(get_services(), "executor_for", broken)
+    monkeypatch.setattr(get_ports(), "executors", broken)
     assert invoke(stack, "RunJobFunction", "run_job", lambda_context) == {"statusCode": 200}
     job = _job("job-replay-1")
     assert job["status"] == "failed"

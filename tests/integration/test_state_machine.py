@@ -16,10 +16,10 @@ from fakes import FakeComfyUI
 from support import Stack, load_event, moto_stack
 from support.sfn_harness import StateMachineHarness
 
-from comfyroute.aws.outputs import OutputStore
+from comfyroute.aws.outputs import S3Outputs
+from comfyroute.awslambda.wiring import get_ports
 from comfyroute.executors.base import ExecutorUnavailable
 from comfyroute.executors.comfyui import ComfyUIExecutor
-from comfyroute.service import get_services
 
 CONN = "Yf3kGdLhIAMCJMw="
 EMPTY_INVERT_SAVE = {
@@ -75,12 +75,12 @@ def loop(plan, monkeypatch, lambda_context) -> Iterator[Loop]:
             "NotifyFunctionArn": stack.handler("NotifyFunction"),
         }
         with StateMachineHarness(tasks=tasks) as sfn:
-            svc = get_services()
-            svc.config = dataclasses.replace(svc.config, state_machine_arn=sfn.state_machine_arn)
+            ports = get_ports()
+            ports.config = dataclasses.replace(ports.config, state_machine_arn=sfn.state_machine_arn)
             boto3.client("secretsmanager", region_name="us-east-1").create_secret(
                 Name="comfyroute/default", SecretString=json.dumps({"COMFYUI_ADDR": comfy.addr})
             )
-            svc.connections.put(CONN, "alice")
+            ports.connections.put(CONN, "alice")
             yield Loop(stack=stack, sfn=sfn, comfy=comfy, ctx=lambda_context)
 
 
@@ -136,8 +136,8 @@ def test_runtime_error_ends_the_job_failed_naming_the_node(loop):
 
 
 def test_job_past_its_deadline_is_cancelled_on_the_executor_and_timed_out(loop, monkeypatch):
-    svc = get_services()
-    svc.config = dataclasses.replace(svc.config, job_timeout_seconds=0)
+    ports = get_ports()
+    ports.config = dataclasses.replace(ports.config, job_timeout_seconds=0)
     loop.comfy.pause()  # the prompt stays pending, as on a busy server
     loop.submit("slow-1", EMPTY_INVERT_SAVE)
     assert loop.finish("slow-1")["status"] == "SUCCEEDED"
@@ -174,7 +174,7 @@ def test_client_gone_mid_job_then_get_job_returns_everything(loop):
     assert loop.finish("gone-1")["status"] == "SUCCEEDED"
     assert loop.job("gone-1")["status"] == "completed"
     assert loop.stack.table("ConnectionsTable").get_item(Key={"connection_id": CONN})["Item"]["gone"] is True
-    get_services().connections.put("back-again", "alice")
+    get_ports().connections.put("back-again", "alice")
     loop.send("JobQueriesFunction", "get_job", "gone-1", connection_id="back-again")
     (snapshot,) = loop.pushed("job", "back-again")
     assert snapshot["job"]["status"] == "completed"
@@ -203,18 +203,18 @@ def test_transient_executor_errors_are_retried_by_the_state_machine(loop, monkey
 
 
 def test_poll_retried_after_storing_half_the_outputs_stores_each_once(loop, monkeypatch):
-    real_put = OutputStore.put
+    real_put = S3Outputs.put
     calls = {"n": 0}
 
-    def put_then_fail(self, job_id, index, file, node_name):
+    def put_then_fail(self, job_id, index, file):
         calls["n"] += 1
         if calls["n"] == 2:  # the second of two files, on the first attempt
             raise ClientError(
                 {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "PutObject"
             )
-        return real_put(self, job_id, index, file, node_name)
+        return real_put(self, job_id, index, file)
 
-    monkeypatch.setattr(OutputStore, "put", put_then_fail)
+    monkeypatch.setattr(S3Outputs, "put", put_then_fail)
     loop.submit("half-1", EMPTY_INVERT_SAVE)
     assert loop.finish("half-1")["status"] == "SUCCEEDED"
     job = loop.job("half-1")

@@ -91,11 +91,9 @@ def reset_process_caches() -> None:
     """Forget clients and cached secrets/services between tests (each has its own moto)."""
     from aws_lambda_powertools.utilities import parameters
 
-    from comfyroute import service
-    from comfyroute.aws import clients as aws
+    from comfyroute.awslambda import wiring
 
-    aws.reset_clients()
-    service.get_services.cache_clear()
+    wiring.reset()
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()
 
@@ -106,8 +104,8 @@ def moto_stack(plan: Any, monkeypatch: pytest.MonkeyPatch, *, execute_state_mach
     environment as the template sets it (Management API replaced by a recorder)."""
     from moto import mock_aws
 
-    from comfyroute.aws.push import Pusher
-    from comfyroute.service import get_services
+    from comfyroute.aws.push import ManagementApiPusher
+    from comfyroute.awslambda.wiring import get_ports
     from comfyroute_tools.dev.asl import load_definition
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": execute_state_machine}}):
@@ -132,7 +130,7 @@ def moto_stack(plan: Any, monkeypatch: pytest.MonkeyPatch, *, execute_state_mach
                 )
         reset_process_caches()
         management = FakeManagementApi()
-        get_services()._pusher = Pusher(env["WEBSOCKET_ENDPOINT"], client=management)
+        get_ports().pusher = ManagementApiPusher(env["WEBSOCKET_ENDPOINT"], client=management)
         try:
             yield Stack(plan=plan, env=env, management=management)
         finally:

@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -72,6 +71,7 @@ from comfyroute.protocol import (
     describe_validation_error,
     parse_server_message,
 )
+from comfyroute.text import redact, safe_filename
 from comfyroute_tools.errors import ComfyrouteError, InvalidRequest, UploadFailed, UploadRefused
 from comfyroute_tools.uploads import (
     PLACEHOLDER_UPLOAD_ID,
@@ -117,7 +117,6 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 # the truth either way.
 DEFAULT_POLL_INTERVAL = 30.0
 DOWNLOAD_CHUNK = 64 * 1024
-MAX_FILENAME_CHARS = 150
 
 
 # --------------------------------------------------------------------------- errors
@@ -280,7 +279,7 @@ class ComfyrouteClient:
         token: str,
         *,
         open_timeout: float = 10,
-        max_size: int = 128 * 1024,
+        max_size: int = MAX_MESSAGE_BYTES,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         reconnect_attempts: int = 5,
@@ -320,10 +319,7 @@ class ComfyrouteClient:
         return self._ws is not None and self._lost is None
 
     def _redact(self, text: str) -> str:
-        for secret in {self._token, quote(self._token, safe=""), quote(self._token)}:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return redact(text, {self._token, quote(self._token, safe=""), quote(self._token)})
 
     # ------------------------------------------------------------------ connection
 
@@ -822,27 +818,6 @@ class ComfyrouteClient:
 
 
 # --------------------------------------------------------------------------- downloads
-
-_UNSAFE_CHARS = re.compile(r"[^\w.\-+=@,() ]")
-_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
-
-
-def safe_filename(name: str, default: str = "output") -> str:
-    """The server's file name reduced to one safe path component: no directories, no
-    traversal, no hidden or device names, bounded length, extension kept."""
-    base = re.split(r"[\\/]", name)[-1]
-    base = "".join(ch for ch in base if ch.isprintable())
-    base = _UNSAFE_CHARS.sub("_", base).strip(" .")
-    if not base:
-        return default
-    if _WINDOWS_RESERVED.match(base):
-        base = f"_{base}"
-    if len(base) > MAX_FILENAME_CHARS:
-        stem, ext = os.path.splitext(base)
-        ext = ext[:16]
-        base = stem[: MAX_FILENAME_CHARS - len(ext)] + ext
-    return base
-
 
 def _reserve(dest_dir: Path, name: str) -> Path:
     """Create an empty file under a name nobody has, so concurrent downloads never overwrite."""

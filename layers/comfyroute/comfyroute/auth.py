@@ -1,4 +1,6 @@
-"""API tokens. Only the SHA-256 of a token is stored; the token itself is shown once."""
+"""API tokens. Only the SHA-256 of a token is stored; the token itself is shown once.
+
+Standard library only: the authorizer runs this on every new connection."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import hmac
 import secrets
 import time
 
-from comfyroute.aws.tables import ApiKeyRecord, ApiKeys
+from comfyroute.ports import ApiKeyRecord, ApiKeyStore
 
 TOKEN_PREFIX = "crt_"
 # Tokens are long random strings, so a plain SHA-256 (no salt, no slow KDF) is enough and
@@ -23,7 +25,7 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def issue_token(keys: ApiKeys, user_id: str, label: str | None = None, token: str | None = None) -> str:
+def issue_token(keys: ApiKeyStore, user_id: str, label: str | None = None, token: str | None = None) -> str:
     """Store a new token for ``user_id`` and return it (the only time it is seen)."""
     if not user_id or len(user_id) > 128:
         raise ValueError("user id must be 1 to 128 characters")
@@ -32,7 +34,7 @@ def issue_token(keys: ApiKeys, user_id: str, label: str | None = None, token: st
     return token
 
 
-def authenticate(keys: ApiKeys, token: str | None) -> str | None:
+def authenticate(keys: ApiKeyStore, token: str | None) -> str | None:
     """The user id a token belongs to, or None for a missing, unknown or revoked token."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None

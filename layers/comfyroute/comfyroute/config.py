@@ -1,14 +1,14 @@
-"""Settings from the environment (set by template.yaml or `comfyroute dev`) and the
-per-user executor credentials kept in Secrets Manager."""
+"""Settings from the environment (set by template.yaml or `comfyroute dev`).
+
+Standard library only: every handler reads it, the authorizer included."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from comfyroute.defaults import MAX_OUTPUT_BYTES, RUNPOD_API_BASE
 
 
 def _env_int(name: str, default: int) -> int:
@@ -33,13 +33,13 @@ class Config:
     # Management API endpoint for notify/poll, which are not invoked by API Gateway.
     websocket_endpoint: str = ""
     secrets_prefix: str = "comfyroute"
-    runpod_api_base: str = "https://api.runpod.ai/v2"
+    runpod_api_base: str = RUNPOD_API_BASE
     job_timeout_seconds: int = 3600
     poll_interval_start_seconds: int = 1
     poll_interval_cap_seconds: int = 30
     output_retention_days: int = 7
     job_ttl_days: int = 30
-    max_output_bytes: int = 100 * 1024 * 1024
+    max_output_bytes: int = MAX_OUTPUT_BYTES
     presign_seconds: int = 3600
     runpod_execution_timeout_ms: int = 600_000
     # How long Poll listens on ComfyUI's /ws for node progress of a running prompt (0: never).
@@ -83,35 +83,3 @@ class Config:
             upload_presign_seconds=_env_int("UPLOAD_PRESIGN_SECONDS", d.upload_presign_seconds),
             upload_retention_days=_env_int("UPLOAD_RETENTION_DAYS", d.upload_retention_days),
         )
-
-
-class Credentials(BaseModel):
-    """A user's executor credentials: the JSON of secret ``{prefix}/users/{user_id}``."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
-
-    comfyui_addr: str = Field(default="127.0.0.1:8188", alias="COMFYUI_ADDR")
-    comfyui_headers: dict[str, SecretStr] = Field(default_factory=dict, alias="COMFYUI_HEADERS")
-    runpod_api_key: SecretStr | None = Field(default=None, alias="RUNPOD_API_KEY")
-
-    @field_validator("comfyui_headers", mode="before")
-    @classmethod
-    def _headers_from_json(cls, v: Any) -> Any:
-        # Secrets Manager's console stores flat strings, so the headers may be JSON text.
-        if isinstance(v, str):
-            v = v.strip()
-            if not v:
-                return {}
-            try:
-                return json.loads(v)
-            except json.JSONDecodeError:
-                raise ValueError("COMFYUI_HEADERS must be a JSON object of header names to values") from None
-        return v
-
-    @field_validator("comfyui_addr", mode="before")
-    @classmethod
-    def _blank_addr(cls, v: Any) -> Any:
-        return "127.0.0.1:8188" if v in (None, "") else v
-
-    def header_values(self) -> dict[str, str]:
-        return {k: v.get_secret_value() for k, v in self.comfyui_headers.items()}

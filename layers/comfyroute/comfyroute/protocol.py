@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,6 +28,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from comfyroute.defaults import MAX_MESSAGE_BYTES
 
 # A job id doubles as the Step Functions execution name (1-80 chars, no spaces or
 # wildcards), the ComfyUI prompt_id and an S3 key prefix: keep it to a safe alphabet.
@@ -58,8 +61,7 @@ def _upload_id(v: str) -> str:
 
 UploadId = Annotated[str, AfterValidator(_upload_id)]
 
-# API Gateway WebSocket messages are at most 128 KB.
-MAX_MESSAGE_BYTES = 128 * 1024
+__all__ = ["MAX_MESSAGE_BYTES"]  # re-exported for the tools; defined in comfyroute.defaults
 
 
 class JobStatus(StrEnum):
@@ -103,14 +105,17 @@ class ProtocolError(ValueError):
         self.command = command
 
 
+# Every model builds its validator on first use, not at import: each handler uses a few of
+# these models (the default route only ping, pong and error), and building all of them would
+# be a good part of every cold start.
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class _Open(BaseModel):
     # Graph payloads come from editors that add their own keys (position, ui state, ...):
     # keep them, ignore them.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 # --------------------------------------------------------------------------- graph / prompt
@@ -161,6 +166,23 @@ class ExecutorSettings(_Open):
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    def merged(self, override: ExecutorSettings | None) -> ExecutorSettings:
+        """These settings with each key ``override`` sets on top (a request's settings win,
+        key by key, over its saved workflow's)."""
+        if override is None:
+            return self
+        return ExecutorSettings.model_validate(
+            {
+                **self.model_dump(mode="json", exclude_unset=True),
+                **override.model_dump(mode="json", exclude_unset=True),
+            }
+        )
+
+    def stored(self) -> dict[str, Any]:
+        """The settings as a saved workflow keeps them and ``workflow_saved`` shows them: the
+        keys that were set, as JSON values."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class EditorWorkflow(_Open):
@@ -382,19 +404,20 @@ class RequestUpload(_Model):
     data: RequestUploadData
 
 
-ClientCommand = Annotated[
-    RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping | RequestUpload, Field(discriminator="command")
-]
-_COMMAND_ADAPTER: TypeAdapter[ClientCommand] = TypeAdapter(ClientCommand)
-COMMANDS: tuple[str, ...] = (
-    "run_job",
-    "cancel_job",
-    "get_job",
-    "list_jobs",
-    "save_workflow",
-    "ping",
-    "request_upload",
-)
+AnyCommand = RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping | RequestUpload
+ClientCommand = Annotated[AnyCommand, Field(discriminator="command")]
+# parse_command validates a frame with its own command's model, so a route builds the
+# validators of the commands it is sent and no others.
+COMMAND_MODELS: dict[str, type[AnyCommand]] = {
+    "run_job": RunJob,
+    "cancel_job": CancelJob,
+    "get_job": GetJob,
+    "list_jobs": ListJobs,
+    "save_workflow": SaveWorkflow,
+    "ping": Ping,
+    "request_upload": RequestUpload,
+}
+COMMANDS: tuple[str, ...] = tuple(COMMAND_MODELS)
 
 
 # --------------------------------------------------------------------------- server messages
@@ -428,23 +451,22 @@ class NodeProgress(_Model):
     total: float
 
 
-class OutputUpdate(_Model):
+class JobOutput(_Model):
+    """One output file as clients see it (the wire view of ``executors.base.OutputFile``)."""
+
+    node_id: str
+    node_name: str
+    output_name: str
+    output_type: str
+    value: OutputValue
+
+
+class OutputUpdate(JobOutput):
+    """One output file of a job, pushed as it becomes available."""
+
     type: Literal["output_update"] = "output_update"
     job_id: str
     workflow_id: str | None = None
-    node_id: str
-    node_name: str
-    output_name: str
-    output_type: str
-    value: OutputValue
-
-
-class JobOutput(_Model):
-    node_id: str
-    node_name: str
-    output_name: str
-    output_type: str
-    value: OutputValue
 
 
 class JobInput(_Model):
@@ -523,7 +545,17 @@ ServerMessage = Annotated[
     JobUpdate | NodeProgress | OutputUpdate | JobMessage | JobList | WorkflowSaved | ErrorMessage | Pong | UploadReady,
     Field(discriminator="type"),
 ]
-SERVER_MESSAGE_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+@cache
+def _command_adapter() -> TypeAdapter[ClientCommand]:
+    return TypeAdapter(ClientCommand)
+
+
+@cache
+def server_message_adapter() -> TypeAdapter[ServerMessage]:
+    # Built on first use: only clients parse server messages; the handlers only build them.
+    return TypeAdapter(ServerMessage)
 
 
 def encode(message: BaseModel) -> str:
@@ -532,7 +564,7 @@ def encode(message: BaseModel) -> str:
 
 
 def parse_server_message(raw: str | bytes) -> ServerMessage:
-    return SERVER_MESSAGE_ADAPTER.validate_json(raw)
+    return server_message_adapter().validate_json(raw)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -585,7 +617,7 @@ def parse_command(body: str | bytes | None, limits: Limits = DEFAULT_LIMITS) -> 
             code="unknown_command",
         )
     try:
-        parsed = _COMMAND_ADAPTER.validate_python(raw)
+        parsed = COMMAND_MODELS[command].model_validate(raw)
     except ValidationError as exc:
         raise ProtocolError(describe_validation_error(exc), command=command) from None
     _check_limits(parsed, limits)
@@ -643,6 +675,6 @@ def protocol_json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "comfyroute WebSocket protocol",
-        "client_command": _COMMAND_ADAPTER.json_schema(),
-        "server_message": SERVER_MESSAGE_ADAPTER.json_schema(),
+        "client_command": _command_adapter().json_schema(),
+        "server_message": server_message_adapter().json_schema(),
     }

@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from comfyroute.defaults import MAX_MESSAGE_BYTES  # API Gateway's WebSocket message limit
 from comfyroute_tools.dev.lambdas import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 
 log = logging.getLogger("comfyroute_dev.gateway")
@@ -63,7 +64,6 @@ Authorizer = Callable[[dict[str, Any]], Mapping[str, Any]]
 # Called with (connection_id, data) for every Management API post that reached a socket.
 PostHook = Callable[[str, bytes], None]
 
-MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
 IDLE_TIMEOUT_SECONDS = 600.0
 MAX_DURATION_SECONDS = 7200.0
 DEFAULT_IDENTITY_SOURCES = ("route.request.querystring.token",)

@@ -144,18 +144,9 @@ def _merge_env(functions: Mapping[str, FunctionSpec]) -> dict[str, str]:
 
 def _reset_process_caches() -> None:
     """Forget boto3 clients and Powertools providers cached under a previous endpoint."""
-    try:
-        from comfyroute.aws import clients as aws
+    from comfyroute.awslambda import wiring
 
-        aws.reset_clients()
-    except ImportError:
-        pass
-    try:
-        from comfyroute import service
-
-        service.get_services.cache_clear()
-    except (ImportError, AttributeError):
-        pass
+    wiring.reset()
     try:
         from aws_lambda_powertools.utilities import parameters
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
 _BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
@@ -45,3 +46,13 @@ def reset_clients() -> None:
     """Forget cached clients (tests switch moto mocks and environments between cases)."""
     for fn in (dynamodb, s3, stepfunctions, management_api):
         fn.cache_clear()
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a failed call (``ConditionalCheckFailedException``, ...), or ""."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: ClientError) -> int | None:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None

@@ -1,22 +1,12 @@
-"""Job output files in S3, under ``jobs/{job_id}/``, and presigned URLs to them."""
+"""Job output files in S3, under ``jobs/{job_id}/``, and presigned URLs to them (``ports.OutputStore``)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from comfyroute.aws import clients as aws
-from comfyroute.aws.tables import StoredOutput
 from comfyroute.executors.base import OutputFile
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_filename(name: str) -> str:
-    """A filename fit for an S3 key and a download: no paths, no odd characters."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE.sub("_", base).strip("._") or "output"
-    return base[:120]
+from comfyroute.text import safe_filename
 
 
 def output_key(job_id: str, index: int, file: OutputFile) -> str:
@@ -25,23 +15,14 @@ def output_key(job_id: str, index: int, file: OutputFile) -> str:
     return f"jobs/{job_id}/{index:03d}-{safe_filename(file.node_id)}-{safe_filename(file.filename)}"
 
 
-class OutputStore:
+class S3Outputs:
     def __init__(self, bucket: str, client: Any | None = None) -> None:
         self.bucket = bucket
         self.client = client or aws.s3()
 
-    def put(self, job_id: str, index: int, file: OutputFile, node_name: str) -> StoredOutput:
-        stored = StoredOutput(
-            node_id=file.node_id,
-            node_name=node_name,
-            output_name=file.output_name,
-            output_type=file.kind,
-            filename=file.filename,
-            content_type=file.content_type,
-            size=file.size,
-        )
+    def put(self, job_id: str, index: int, file: OutputFile) -> OutputFile:
         if file.data is None:
-            return stored.model_copy(update={"url": file.url})
+            return file
         key = output_key(job_id, index, file)
         self.client.put_object(
             Bucket=self.bucket,
@@ -50,12 +31,12 @@ class OutputStore:
             ContentType=file.content_type,
             Metadata={"job-id": job_id, "node-id": file.node_id},
         )
-        return stored.model_copy(update={"key": key})
+        return file.model_copy(update={"key": key, "data": None})
 
-    def presign(self, output: StoredOutput, expires_in: int) -> str | None:
+    def presign(self, output: OutputFile, expires_in: int) -> str | None:
         if output.key is None:
             return output.url
-        return self.client.generate_presigned_url(
+        url: str = self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -65,8 +46,10 @@ class OutputStore:
             },
             ExpiresIn=expires_in,
         )
+        return url
 
-    def read(self, output: StoredOutput) -> bytes | None:
+    def read(self, output: OutputFile) -> bytes | None:
         if output.key is None:
             return None
-        return self.client.get_object(Bucket=self.bucket, Key=output.key)["Body"].read()
+        data: bytes = self.client.get_object(Bucket=self.bucket, Key=output.key)["Body"].read()
+        return data

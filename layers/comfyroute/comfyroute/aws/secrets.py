@@ -6,13 +6,11 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 from pydantic import ValidationError
 
-from comfyroute.config import Credentials
+from comfyroute.credentials import Credentials, CredentialsError
 
 CACHE_SECONDS = 300
 
-
-class CredentialsError(Exception):
-    """The user's secret exists but cannot be used; the message names the secret, never its values."""
+__all__ = ["CredentialsError", "SecretsManagerCredentials", "load_credentials"]
 
 
 def secret_names(prefix: str, user_id: str) -> tuple[str, str]:
@@ -38,3 +36,13 @@ def load_credentials(user_id: str, prefix: str = "comfyroute") -> Credentials:
             fields = ", ".join(str(e["loc"][0]) for e in exc.errors(include_url=False) if e["loc"])
             raise CredentialsError(f"secret {name} has invalid fields: {fields}") from None
     return Credentials()
+
+
+class SecretsManagerCredentials:
+    """``ports.CredentialSource``: secret ``{prefix}/users/{user_id}``, else ``{prefix}/default``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def load(self, user_id: str) -> Credentials:
+        return load_credentials(user_id, self.prefix)

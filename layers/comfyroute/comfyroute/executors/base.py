@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from comfyroute.protocol import ExecutorKind, JobStatus
 
@@ -26,10 +26,20 @@ class ExecutorRejected(ExecutorError):
 
 
 class ExecutorUnavailable(ExecutorError):
-    """The executor could not be reached or answered 5xx after retries: worth trying again later."""
+    """The executor could not be reached or answered 5xx after retries: worth trying again later.
+    Step Functions retries the poll on this class name: keep it."""
+
+
+class Lenient(BaseModel):
+    """A body from an executor's server. Servers grow fields between releases: read what we
+    know, ignore the rest."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class Progress(BaseModel):
+    """How far the running node is: what an executor reports and the job record keeps."""
+
     model_config = ConfigDict(frozen=True)
 
     node_id: str | None = None
@@ -50,21 +60,33 @@ class ExecutorStatus(BaseModel):
 
 
 class OutputFile(BaseModel):
-    """One file a job produced: either its bytes or a URL where the executor left it."""
+    """One file a job produced, from the executor's report to the job record.
 
-    model_config = ConfigDict(frozen=True)
+    The executor fills in what it knows: the bytes (``data``, never stored or dumped) or a
+    ``url`` where it left the file. Storing it adds the S3 ``key`` and the class name of the
+    node that made it (``node_name``). Clients see it as ``protocol.JobOutput``.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     node_id: str
     output_name: str  # the key under outputs[node]: images, gifs, audio, text, ...
-    kind: OutputKind
+    # Job records written before this model was the only one call it output_type.
+    kind: OutputKind = Field(validation_alias=AliasChoices("kind", "output_type"))
     filename: str
     content_type: str
-    data: bytes | None = Field(default=None, repr=False)
-    url: str | None = None
+    size: int = 0
+    node_name: str | None = None
+    key: str | None = None  # S3 key in the outputs bucket, once stored
+    url: str | None = None  # where the executor left it, when we did not copy it
+    data: bytes | None = Field(default=None, repr=False, exclude=True)
 
-    @property
-    def size(self) -> int:
-        return len(self.data) if self.data is not None else 0
+    @model_validator(mode="before")
+    @classmethod
+    def _size_of_data(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("data"), bytes) and "size" not in values:
+            return {**values, "size": len(values["data"])}
+        return values
 
 
 def guess_content_type(filename: str, default: str = "application/octet-stream") -> str:

@@ -1,6 +1,6 @@
 """A ComfyUI server reached over HTTP, usually through a tunnel or a reverse proxy.
 
-ComfyUI's HTTP API (recorded in /work/shared/reference/comfyui): ``POST /prompt`` queues a
+ComfyUI's HTTP API: ``POST /prompt`` queues a
 prompt, ``GET /queue`` lists running and pending prompts, ``GET /history/{id}`` is ``{}``
 until the prompt finished and then holds its outputs and status, ``GET /view`` serves output
 files, ``POST /queue {"delete": [...]}`` drops pending prompts and ``POST /interrupt`` stops
@@ -30,18 +30,19 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import requests
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from websockets.sync.client import connect as ws_connect
+from pydantic import Field, ValidationError
 
+from comfyroute.defaults import COMFYUI_ADDR, MAX_OUTPUT_BYTES
 from comfyroute.executors.base import (
     ExecutorRejected,
     ExecutorStatus,
     ExecutorUnavailable,
+    Lenient,
     OutputFile,
     OutputKind,
     Progress,
@@ -58,15 +59,17 @@ from comfyroute.executors.inputs import (
 )
 from comfyroute.http import make_session
 from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.text import clip, one_line, redact
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 logger = Logger(child=True)
 
-DEFAULT_PORT_HINT = "127.0.0.1:8188"
+DEFAULT_PORT_HINT = COMFYUI_ADDR
 # One retry after a connection/read error on POST /prompt, and only after /queue and
 # /history showed the first POST did not arrive.
 SUBMIT_ATTEMPTS = 2
-# Messages end up in DynamoDB items and WebSocket frames: keep them readable and bounded.
-MAX_MESSAGE_CHARS = 2000
 MAX_BODY_SNIPPET = 300
 DOWNLOAD_CHUNK = 64 * 1024
 # (connect, read): an input file may take a while to go up through a tunnel.
@@ -158,7 +161,7 @@ def _valid_host(host: str) -> bool:
 
 
 def _echo(raw: str) -> str:
-    return repr(raw if len(raw) <= 100 else raw[:100] + "…")
+    return repr(clip(raw, 101))
 
 
 def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -179,35 +182,30 @@ def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- ComfyUI bodies
 
 
-class _Lenient(BaseModel):
-    # ComfyUI grows fields between releases: keep what we know, ignore the rest.
-    model_config = ConfigDict(extra="ignore")
-
-
-class _PromptAccepted(_Lenient):
+class _PromptAccepted(Lenient):
     prompt_id: str
     number: float | None = None
     node_errors: dict[str, Any] | list[Any] = Field(default_factory=dict)
 
 
-class _ErrorItem(_Lenient):
+class _ErrorItem(Lenient):
     type: str | None = None
     message: str = ""
     details: Any = ""
 
 
-class _NodeError(_Lenient):
+class _NodeError(Lenient):
     errors: list[_ErrorItem] = Field(default_factory=list)
     class_type: str | None = None
 
 
-class _Rejection(_Lenient):
+class _Rejection(Lenient):
     # Older servers send ``error`` as a plain string and ``node_errors`` as a list.
     error: _ErrorItem | str | None = None
     node_errors: dict[str, _NodeError] | list[Any] = Field(default_factory=dict)
 
 
-class _QueueView(_Lenient):
+class _QueueView(Lenient):
     queue_running: list[list[Any]] = Field(default_factory=list)
     queue_pending: list[list[Any]] = Field(default_factory=list)
 
@@ -234,13 +232,13 @@ class _QueueView(_Lenient):
         return None
 
 
-class _HistoryStatus(_Lenient):
+class _HistoryStatus(Lenient):
     status_str: str | None = None
     completed: bool | None = None
     messages: list[Any] = Field(default_factory=list)
 
 
-class _HistoryEntry(_Lenient):
+class _HistoryEntry(Lenient):
     outputs: dict[str, Any] = Field(default_factory=dict)
     status: _HistoryStatus | None = None
 
@@ -271,17 +269,9 @@ class TextRef:
 # --------------------------------------------------------------------------- pure helpers
 
 
-def _clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _error_text(item: _ErrorItem) -> str:
-    message = _one_line(item.message) or (item.type or "error")
-    details = _one_line(str(item.details)) if item.details not in (None, "") else ""
+    message = one_line(item.message) or (item.type or "error")
+    details = one_line(str(item.details)) if item.details not in (None, "") else ""
     return f"{message} ({details})" if details and details != message else message
 
 
@@ -293,12 +283,12 @@ def describe_rejection(status_code: int, body: Any) -> str:
     try:
         rejection = _Rejection.model_validate(body)
     except ValidationError:
-        return _clip(f"{head}: {_one_line(str(body))[:MAX_BODY_SNIPPET]}")
+        return clip(f"{head}: {one_line(str(body))[:MAX_BODY_SNIPPET]}")
     top = ""
     if isinstance(rejection.error, _ErrorItem):
         top = _error_text(rejection.error)
     elif isinstance(rejection.error, str):
-        top = _one_line(rejection.error)
+        top = one_line(rejection.error)
     node_parts: list[str] = []
     if isinstance(rejection.node_errors, dict):
         for node_id, node in rejection.node_errors.items():
@@ -309,9 +299,9 @@ def describe_rejection(status_code: int, body: Any) -> str:
         # The top-level message only says "Prompt outputs failed validation": keep it as a
         # heading, the node errors are what the user needs.
         heading = rejection.error.message if isinstance(rejection.error, _ErrorItem) else top
-        lead = f"{head}: {_one_line(heading)}: " if heading else f"{head}: "
-        return _clip(lead + "; ".join(node_parts))
-    return _clip(f"{head}: {top}" if top else f"{head}: {_one_line(str(body))[:MAX_BODY_SNIPPET]}")
+        lead = f"{head}: {one_line(heading)}: " if heading else f"{head}: "
+        return clip(lead + "; ".join(node_parts))
+    return clip(f"{head}: {top}" if top else f"{head}: {one_line(str(body))[:MAX_BODY_SNIPPET]}")
 
 
 def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
@@ -329,9 +319,9 @@ def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
         info = events["execution_error"]
         where = _node_label(info) or "an unknown node"
         exc_type = str(info.get("exception_type") or "").strip()
-        exc_msg = _one_line(str(info.get("exception_message") or "")) or "no message"
+        exc_msg = one_line(str(info.get("exception_message") or "")) or "no message"
         what = f"{exc_type}: {exc_msg}" if exc_type else exc_msg
-        return ExecutorStatus(state=JobStatus.FAILED, error=_clip(f"ComfyUI {where} failed: {what}"))
+        return ExecutorStatus(state=JobStatus.FAILED, error=clip(f"ComfyUI {where} failed: {what}"))
     if status is None:
         # Servers from before history carried a status wrote the entry only when a prompt
         # finished; with outputs that can only be success.
@@ -428,7 +418,7 @@ def _ids(value: str) -> str:
 # --------------------------------------------------------------------------- progress messages
 
 
-class _WsMessage(_Lenient):
+class _WsMessage(Lenient):
     type: str
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -436,27 +426,27 @@ class _WsMessage(_Lenient):
 NodeRef = str | int
 
 
-class _ExecutingData(_Lenient):
+class _ExecutingData(Lenient):
     node: NodeRef | None = None
     display_node: NodeRef | None = None
     prompt_id: str | None = None
 
 
-class _ProgressData(_Lenient):
+class _ProgressData(Lenient):
     value: float
     max: float
     node: NodeRef | None = None
     prompt_id: str | None = None
 
 
-class _NodeState(_Lenient):
+class _NodeState(Lenient):
     value: float
     max: float
     state: str
     display_node_id: NodeRef | None = None
 
 
-class _ProgressStateData(_Lenient):
+class _ProgressStateData(Lenient):
     prompt_id: str | None = None
     nodes: dict[str, _NodeState] = Field(default_factory=dict)
 
@@ -562,6 +552,15 @@ def progress_from_messages(frames: Iterable[str | bytes | Mapping[str, Any]], pr
     return tracker.progress
 
 
+def ws_connect(url: str, **kwargs: Any) -> ClientConnection:
+    """The websockets library's sync ``connect``, imported on first use: only a poll of a
+    running prompt peeks, and the library would add to every other cold start that builds an
+    executor (run_job, cancel_job)."""
+    from websockets.sync.client import connect
+
+    return connect(url, **kwargs)
+
+
 def websocket_url(base_url: str, client_id: str) -> str:
     """``ws(s)://host[:port][/prefix]/ws?clientId=...`` for an ``http(s)://`` base URL."""
     scheme, rest = base_url.split("://", 1)
@@ -583,7 +582,7 @@ class ComfyUIExecutor:
         headers: Mapping[str, str] | None = None,
         *,
         client_id: str = "comfyroute",
-        max_output_bytes: int = 100 * 1024 * 1024,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
         lost_grace_seconds: float = 15.0,
         progress_peek_seconds: float = DEFAULT_PEEK_SECONDS,
         session: requests.Session | None = None,
@@ -602,7 +601,7 @@ class ComfyUIExecutor:
             raise ValueError("client_id must not be empty: it prefixes each prompt's client id")
         self._base = normalize_address(addr)
         self._headers = _check_headers(headers)
-        self._secrets = sorted({v for v in self._headers.values() if len(v) >= 3}, key=len, reverse=True)
+        self._secrets = {v for v in self._headers.values() if len(v) >= 3}
         self._client_id = client_id
         self._max_output_bytes = max_output_bytes
         self._lost_grace = lost_grace_seconds
@@ -622,9 +621,7 @@ class ComfyUIExecutor:
     # ----------------------------------------------------------------- HTTP plumbing
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self._secrets)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One request; connection and read errors come out as requests' own exceptions.
@@ -640,7 +637,7 @@ class ComfyUIExecutor:
             raise self._unreachable(method, path, exc) from exc
 
     def _unreachable(self, method: str, path: str, exc: BaseException) -> ExecutorUnavailable:
-        detail = self._redact(_one_line(str(exc)))[:MAX_BODY_SNIPPET]
+        detail = self._redact(one_line(str(exc)))[:MAX_BODY_SNIPPET]
         return ExecutorUnavailable(
             f"ComfyUI at {self._base} could not be reached for {method} {path}: {type(exc).__name__}: {detail}"
         )
@@ -654,7 +651,7 @@ class ComfyUIExecutor:
                 f"ComfyUI at {self._base} answered {what} with a redirect ({resp.status_code}); "
                 "give the final address, and headers if the tunnel needs them"
             )
-        snippet = self._redact(_one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
+        snippet = self._redact(one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
         message = f"ComfyUI at {self._base} answered {resp.status_code} to {what}" + (f": {snippet}" if snippet else "")
         if resp.status_code in UNAVAILABLE_STATUSES:
             raise ExecutorUnavailable(message)
@@ -739,7 +736,7 @@ class ComfyUIExecutor:
             except ValueError:
                 payload = None
             if payload is None:
-                snippet = self._redact(_one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
+                snippet = self._redact(one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
                 message = f"ComfyUI at {self._base} answered {resp.status_code} to POST /prompt" + (
                     f": {snippet}" if snippet else ""
                 )

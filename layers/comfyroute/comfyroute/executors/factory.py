@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from comfyroute.config import Config, Credentials
+from comfyroute.config import Config
+from comfyroute.credentials import Credentials
 from comfyroute.executors.base import Executor, ExecutorRejected
 from comfyroute.protocol import ExecutorKind
 

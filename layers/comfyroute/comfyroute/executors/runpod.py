@@ -1,6 +1,6 @@
 """RunPod serverless endpoints running runpod-workers/worker-comfyui.
 
-Follows /work/shared/reference/runpod/CONTRACT.md: ``/run`` to submit, ``/status/{id}`` for
+Follows RunPod's serverless API (the contract the tests' fake RunPod speaks): ``/run`` to submit, ``/status/{id}`` for
 one look, ``/cancel/{id}``; six job statuses; outputs in the worker's 5.x format (``images[]``
 of base64 or S3 URLs, ``errors[]`` as warnings) and its 2.x-4.x format (one ``message`` that is
 a data URI, bare base64 or a URL).
@@ -28,12 +28,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
+from comfyroute.defaults import MAX_OUTPUT_BYTES, RUNPOD_API_BASE
 from comfyroute.executors.base import (
     ExecutorRejected,
     ExecutorStatus,
     ExecutorUnavailable,
+    Lenient,
     OutputFile,
     Progress,
     Prompt,
@@ -42,10 +44,11 @@ from comfyroute.executors.base import (
 from comfyroute.executors.inputs import InputFile, describe_sizes, human_bytes, runpod_images
 from comfyroute.http import DEFAULT_TIMEOUT, make_session
 from comfyroute.protocol import ENDPOINT_ID_PATTERN, ExecutorKind, JobStatus
+from comfyroute.text import clip, redact, safe_filename
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RUNPOD_API_BASE = "https://api.runpod.ai/v2"
+DEFAULT_RUNPOD_API_BASE = RUNPOD_API_BASE
 
 # RunPod job ids look like "c80ffee4-f315-4e25-a146-0f3d98cf024b-u1". They go into a URL path,
 # so anything outside this alphabet (a slash, "..", "?", "%") is refused before it gets there.
@@ -60,8 +63,6 @@ RUNPOD_NODE_ID = "runpod"
 RUNPOD_OUTPUT_NAME = "images"
 DEFAULT_OUTPUT_FILENAME = "output.png"
 
-# Text taken from RunPod answers ends up in job_update messages (128 KB per frame): keep it short.
-MAX_TEXT_CHARS = 2_000
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w.+=-]+)*?;base64,", re.IGNORECASE)
@@ -71,19 +72,15 @@ _CLASS_REPR = re.compile(r"^<class '(?:[\w.]*\.)?(?P<name>\w+)'>$")
 # --------------------------------------------------------------------------- RunPod answers
 
 
-class _Lenient(BaseModel):
-    # RunPod adds fields (delayTime, executionTime, workerId, ...): accept and ignore them.
-    model_config = ConfigDict(extra="allow")
-
-
-class RunResponse(_Lenient):
+# RunPod adds fields (delayTime, executionTime, workerId, ...): the models ignore them.
+class RunResponse(Lenient):
     """The answer to ``POST /run``."""
 
     id: str | None = None
     status: str | None = None
 
 
-class JobState(_Lenient):
+class JobState(Lenient):
     """The answer to ``GET /status/{id}`` (and the body of a webhook call)."""
 
     id: str | None = None
@@ -92,7 +89,7 @@ class JobState(_Lenient):
     error: Any = None
 
 
-class WorkerImage(_Lenient):
+class WorkerImage(Lenient):
     """One entry of worker-comfyui 5.x ``output.images``."""
 
     filename: str = ""
@@ -111,14 +108,14 @@ def validate_endpoint_id(endpoint_id: object) -> str:
         raise ValueError("RunPod endpoint id is empty; set the workflow's runpod_endpoint_id")
     if not re.fullmatch(ENDPOINT_ID_PATTERN, endpoint_id):
         raise ValueError(
-            f"RunPod endpoint id {_clip(endpoint_id, 80)!r} is invalid: use 1-64 letters, digits, '_' or '-'"
+            f"RunPod endpoint id {clip(endpoint_id, 80)!r} is invalid: use 1-64 letters, digits, '_' or '-'"
         )
     return endpoint_id
 
 
 def _check_job_id(job_id: object) -> str:
     if not isinstance(job_id, str) or not re.fullmatch(RUNPOD_JOB_ID_PATTERN, job_id):
-        shown = _clip(job_id, 80) if isinstance(job_id, str) else type(job_id).__name__
+        shown = clip(job_id, 80) if isinstance(job_id, str) else type(job_id).__name__
         raise ExecutorRejected(f"RunPod job id {shown!r} is invalid: expected 1-128 letters, digits, '_' or '-'")
     return job_id
 
@@ -130,10 +127,6 @@ def _normalise_base_url(base_url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"RunPod API base URL {base_url!r} must not have a query or fragment")
     return base_url.strip().rstrip("/")
-
-
-def _clip(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _error_text(value: Any) -> str | None:
@@ -175,15 +168,15 @@ def _failure_text(job: JobState) -> str:
     main = _error_text(job.error) or _error_text(output.get("errors"))
     details = _error_text(output.get("details"))
     if main and details and details not in main:
-        return _clip(f"{main}: {details}")
-    return _clip(main or details or f"RunPod job {job.status}")
+        return clip(f"{main}: {details}")
+    return clip(main or details or f"RunPod job {job.status}")
 
 
 def _in_progress(output: Any) -> tuple[str | None, Progress | None]:
     """What a running job tells us: runpod's progress_update puts a string (or a worker's own
     dict) in ``output`` while the job is IN_PROGRESS."""
     if isinstance(output, str):
-        return (_clip(output.strip()) or None), None
+        return (clip(output.strip()) or None), None
     if not isinstance(output, dict):
         return None, None
     message = next((v for k in ("message", "status") if isinstance(v := output.get(k), str) and v), None)
@@ -196,7 +189,7 @@ def _in_progress(output: Any) -> tuple[str | None, Progress | None]:
             maximum = 1.0 if value <= 1 else 100.0
         node = output.get("node")
         progress = Progress(node_id=node if isinstance(node, str) else None, value=value, max=maximum)
-    return (_clip(message) if message else None), progress
+    return (clip(message) if message else None), progress
 
 
 def _is_number(value: Any) -> bool:
@@ -228,9 +221,9 @@ def parse_job_state(job: JobState) -> ExecutorStatus:
         # worker-comfyui 2.x-4.x returns its failures as a normal result.
         if isinstance(output, dict) and output.get("status") == "error":
             text = _error_text(output.get("message")) or "worker-comfyui reported an error without a message"
-            return ExecutorStatus(state=JobStatus.FAILED, error=_clip(text))
+            return ExecutorStatus(state=JobStatus.FAILED, error=clip(text))
         warnings = _warnings(output)
-        message = _clip("worker warnings: " + "; ".join(warnings)) if warnings else None
+        message = clip("worker warnings: " + "; ".join(warnings)) if warnings else None
         return ExecutorStatus(state=JobStatus.COMPLETED, message=message)
     if status == "FAILED":
         return ExecutorStatus(state=JobStatus.FAILED, error=_failure_text(job))
@@ -240,22 +233,14 @@ def parse_job_state(job: JobState) -> ExecutorStatus:
         text = _error_text(job.error) or (
             "RunPod job TIMED_OUT: it expired in the queue or its worker stopped reporting"
         )
-        return ExecutorStatus(state=JobStatus.TIMED_OUT, error=_clip(text))
+        return ExecutorStatus(state=JobStatus.TIMED_OUT, error=clip(text))
     # A status we cannot interpret is reported as a failure rather than as "still running":
     # the poll loop would otherwise keep a job alive until its deadline on a state nobody can
     # read, and the job's own status string in the error makes the API change visible at once.
     return ExecutorStatus(
         state=JobStatus.FAILED,
-        error=f"RunPod returned an unknown job status {_clip(job.status, 64)!r}",
+        error=f"RunPod returned an unknown job status {clip(job.status, 64)!r}",
     )
-
-
-def _safe_filename(name: str, index: int, default_ext: str = ".png") -> str:
-    # Filenames end up in S3 keys and download names: keep only the last path component.
-    base = PurePosixPath(name.replace("\\", "/")).name.strip()
-    if base in ("", ".", ".."):
-        return f"output_{index}{default_ext}"
-    return base
 
 
 def _decode_base64(text: str, filename: str, max_bytes: int) -> tuple[bytes, str | None]:
@@ -304,7 +289,7 @@ def _from_worker_image(raw: Any, index: int, max_bytes: int) -> OutputFile | Non
         raise ExecutorRejected(
             f"RunPod output.images[{index}] is malformed: {exc.errors(include_url=False)[0]['msg']}"
         ) from None
-    filename = _safe_filename(image.filename, index)
+    filename = safe_filename(image.filename, default=f"output_{index}.png")
     kind = image.type.lower()
     if kind == "s3_url":
         if not _is_http_url(image.data):
@@ -314,7 +299,7 @@ def _from_worker_image(raw: Any, index: int, max_bytes: int) -> OutputFile | Non
         data, mime = _decode_base64(image.data, filename, max_bytes)
         return _image(filename, mime or guess_content_type(filename, "image/png"), data=data)
     # Skip what we cannot read rather than lose the images we can.
-    log.warning("skipping RunPod output %r of unknown type %r", filename, _clip(image.type, 32))
+    log.warning("skipping RunPod output %r of unknown type %r", filename, clip(image.type, 32))
     return None
 
 
@@ -323,7 +308,7 @@ def _from_message(message: str, max_bytes: int) -> OutputFile:
     text = message.strip()
     if _is_http_url(text):
         name = PurePosixPath(urlsplit(text).path).name or DEFAULT_OUTPUT_FILENAME
-        filename = _safe_filename(name, 0)
+        filename = safe_filename(name, default="output_0.png")
         return _image(filename, guess_content_type(filename, "image/png"), url=text)
     data, mime = _decode_base64(text, DEFAULT_OUTPUT_FILENAME, max_bytes)
     filename = DEFAULT_OUTPUT_FILENAME
@@ -369,7 +354,7 @@ class RunPodExecutor:
         base_url: str = DEFAULT_RUNPOD_API_BASE,
         execution_timeout_ms: int | None = 600_000,
         ttl_ms: int | None = None,
-        max_output_bytes: int = 100 * 1024 * 1024,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
         session: requests.Session | None = None,
     ) -> None:
         key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
@@ -421,7 +406,7 @@ class RunPodExecutor:
         if not run.id:
             raise ExecutorRejected(
                 f"RunPod /run on endpoint {self.endpoint_id} answered without a job id: "
-                f"{self._scrub(_clip(json.dumps(answer, default=str), 300))}"
+                f"{self._scrub(clip(json.dumps(answer, default=str), 300))}"
             )
         executor_job_id = _check_job_id(run.id)
         log.info("RunPod job %s submitted for job %s on endpoint %s", executor_job_id, job_id, self.endpoint_id)
@@ -535,7 +520,7 @@ class RunPodExecutor:
             # requests' messages name the URL (endpoint and job id), never the headers.
             raise ExecutorUnavailable(
                 f"RunPod {action} on endpoint {self.endpoint_id} could not be reached: "
-                f"{self._scrub(_clip(str(exc), 500))}"
+                f"{self._scrub(clip(str(exc), 500))}"
             ) from None
 
     def _fetch_state(self, executor_job_id: str) -> JobState | None:
@@ -551,7 +536,7 @@ class RunPodExecutor:
         except ValidationError:
             raise ExecutorUnavailable(
                 f"RunPod /status for job {job_id} answered without a status string: "
-                f"{self._scrub(_clip(json.dumps(answer, default=str), 300))}"
+                f"{self._scrub(clip(json.dumps(answer, default=str), 300))}"
             ) from None
 
     def _expired_text(self, job_id: str) -> str:
@@ -592,7 +577,7 @@ class RunPodExecutor:
             parsed = None
         if isinstance(parsed, dict):
             text = _error_text(parsed.get("error") or parsed.get("message") or parsed.get("detail")) or text
-        return self._scrub(_clip(text, 500)) or "(no body)"
+        return self._scrub(clip(text, 500)) or "(no body)"
 
     def _read(self, resp: requests.Response, limit: int, *, truncate: bool = False) -> bytes:
         chunks: list[bytes] = []
@@ -615,7 +600,7 @@ class RunPodExecutor:
         except requests.RequestException as exc:
             raise ExecutorUnavailable(
                 f"RunPod {action} on endpoint {self.endpoint_id}: reading the answer failed: "
-                f"{self._scrub(_clip(str(exc), 300))}"
+                f"{self._scrub(clip(str(exc), 300))}"
             ) from None
         try:
             return json.loads(raw)
@@ -623,9 +608,8 @@ class RunPodExecutor:
             # A proxy's HTML error page with a 200 is more likely than RunPod breaking its API.
             raise ExecutorUnavailable(
                 f"RunPod {action} on endpoint {self.endpoint_id} answered HTTP {resp.status_code} "
-                f"with a body that is not JSON: {self._scrub(_clip(raw.decode('utf-8', 'replace'), 200))!r}"
+                f"with a body that is not JSON: {self._scrub(clip(raw.decode('utf-8', 'replace'), 200))!r}"
             ) from None
 
     def _scrub(self, text: str) -> str:
-        key = self._api_key.get_secret_value()
-        return text.replace(key, "[redacted]") if key else text
+        return redact(text, [self._api_key.get_secret_value()])

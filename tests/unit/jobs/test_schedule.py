@@ -1,12 +1,14 @@
-"""The poll loop's pure decisions: wait schedule, change detection, failure text, messages."""
+"""The follow loop's pure decisions: wait schedule, change detection, failure text, messages."""
 
 import json
 
 import pytest
 
-from comfyroute import jobstate
-from comfyroute.aws.tables import JobRecord, StoredProgress
+from comfyroute import messages
+from comfyroute.defaults import MAX_TEXT_CHARS
 from comfyroute.executors.base import ExecutorStatus, Progress
+from comfyroute.jobs import schedule
+from comfyroute.jobs.record import JobRecord
 from comfyroute.protocol import ExecutorKind, JobStatus
 
 
@@ -28,61 +30,61 @@ def _job(**kw) -> JobRecord:
     [(0, 1), (1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (6, 30), (1000, 30)],
 )
 def test_wait_doubles_from_start_to_the_cap(polls, expected):
-    assert jobstate.next_wait(polls, start=1, cap=30) == expected
+    assert schedule.next_wait(polls, start=1, cap=30) == expected
 
 
 def test_wait_zero_start_means_no_wait():
-    assert jobstate.next_wait(7, start=0, cap=30) == 0
+    assert schedule.next_wait(7, start=0, cap=30) == 0
 
 
 def test_wait_respects_other_start_and_cap():
-    assert [jobstate.next_wait(p, start=2, cap=10) for p in range(4)] == [2, 4, 8, 10]
+    assert [schedule.next_wait(p, start=2, cap=10) for p in range(4)] == [2, 4, 8, 10]
 
 
 def test_changed_on_state_queue_position_and_progress():
     job = _job(status=JobStatus.QUEUED, queue_position=2)
-    assert not jobstate.changed(job, ExecutorStatus(state=JobStatus.QUEUED, queue_position=2))
-    assert jobstate.changed(job, ExecutorStatus(state=JobStatus.QUEUED, queue_position=1))
-    assert jobstate.changed(job, ExecutorStatus(state=JobStatus.RUNNING))
-    running = _job(status=JobStatus.RUNNING, progress=StoredProgress(node_id="3", value=2, max=10))
+    assert not schedule.changed(job, ExecutorStatus(state=JobStatus.QUEUED, queue_position=2))
+    assert schedule.changed(job, ExecutorStatus(state=JobStatus.QUEUED, queue_position=1))
+    assert schedule.changed(job, ExecutorStatus(state=JobStatus.RUNNING))
+    running = _job(status=JobStatus.RUNNING, progress=Progress(node_id="3", value=2, max=10))
     same = ExecutorStatus(state=JobStatus.RUNNING, progress=Progress(node_id="3", value=2, max=10))
     more = ExecutorStatus(state=JobStatus.RUNNING, progress=Progress(node_id="3", value=3, max=10))
-    assert not jobstate.changed(running, same)
-    assert jobstate.changed(running, more)
+    assert not schedule.changed(running, same)
+    assert schedule.changed(running, more)
 
 
 def test_describe_failure_reads_lambda_error_cause():
     cause = json.dumps({"errorType": "ExecutorUnavailable", "errorMessage": "ComfyUI unreachable", "stackTrace": []})
-    text = jobstate.describe_failure({"Error": "ExecutorUnavailable", "Cause": cause})
+    text = schedule.describe_failure({"Error": "ExecutorUnavailable", "Cause": cause})
     assert text == "ExecutorUnavailable: ComfyUI unreachable"
     assert "stackTrace" not in text
 
 
 def test_describe_failure_plain_cause_timeout_and_missing():
-    assert jobstate.describe_failure({"Error": "States.TaskFailed", "Cause": "boom"}) == "States.TaskFailed: boom"
-    assert "timed out" in jobstate.describe_failure({"Error": "States.Timeout", "Cause": ""})
-    assert jobstate.describe_failure(None) == "the job's poll loop failed"
+    assert schedule.describe_failure({"Error": "States.TaskFailed", "Cause": "boom"}) == "States.TaskFailed: boom"
+    assert "timed out" in schedule.describe_failure({"Error": "States.Timeout", "Cause": ""})
+    assert schedule.describe_failure(None) == "the job's poll loop failed"
 
 
 def test_describe_failure_truncates_long_text():
-    text = jobstate.describe_failure({"Error": "E", "Cause": "x" * 10_000})
-    assert len(text) == jobstate.MAX_ERROR_CHARS
+    text = schedule.describe_failure({"Error": "E", "Cause": "x" * 10_000})
+    assert len(text) == MAX_TEXT_CHARS
     assert text.endswith("…")
 
 
 def test_job_update_and_progress_messages():
-    job = _job(status=JobStatus.RUNNING, workflow_id="wf", progress=StoredProgress(node_id="7", value=3, max=20))
-    update = jobstate.job_update(job)
+    job = _job(status=JobStatus.RUNNING, workflow_id="wf", progress=Progress(node_id="7", value=3, max=20))
+    update = messages.job_update(job)
     assert (update.job_id, update.workflow_id, update.status, update.executor) == (
         "j1",
         "wf",
         JobStatus.RUNNING,
         ExecutorKind.LOCAL,
     )
-    progress = jobstate.node_progress(job)
+    progress = messages.node_progress(job)
     assert progress is not None
     assert (progress.node_id, progress.progress, progress.total) == ("7", 3, 20)
-    assert jobstate.node_progress(_job()) is None
+    assert messages.node_progress(_job()) is None
 
 
 def test_duration_of_finished_job_is_fixed():
@@ -92,7 +94,7 @@ def test_duration_of_finished_job_is_fixed():
 
 def test_status_message_prefers_the_executors_then_the_queue_position():
     queued = ExecutorStatus(state=JobStatus.QUEUED, queue_position=0)
-    assert jobstate.status_message(queued, ExecutorKind.LOCAL) == "waiting in the local executor's queue (position 1)"
+    assert schedule.status_message(queued, ExecutorKind.LOCAL) == "waiting in the local executor's queue (position 1)"
     said = ExecutorStatus(state=JobStatus.RUNNING, message="worker warming up")
-    assert jobstate.status_message(said, ExecutorKind.RUNPOD) == "worker warming up"
-    assert jobstate.status_message(ExecutorStatus(state=JobStatus.RUNNING), ExecutorKind.LOCAL) is None
+    assert schedule.status_message(said, ExecutorKind.RUNPOD) == "worker warming up"
+    assert schedule.status_message(ExecutorStatus(state=JobStatus.RUNNING), ExecutorKind.LOCAL) is None

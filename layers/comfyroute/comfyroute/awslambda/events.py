@@ -1,0 +1,103 @@
+"""What the handlers read of their API Gateway events, read straight from the event dict.
+
+Plain dict access, not Powertools' parser models: those are pydantic models of whole events,
+and loading them would be most of a connection handler's cold start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class EventError(ValueError):
+    """The event lacks what the handler reads (it did not come from API Gateway as configured)."""
+
+
+def _field(data: Mapping[str, Any], name: str, where: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise EventError(f"{where}.{name} is missing or not a string")
+    return value
+
+
+def _context(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    ctx = event.get("requestContext")
+    if not isinstance(ctx, Mapping):
+        raise EventError("requestContext is missing")
+    return ctx
+
+
+def _optional(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class WebSocketRequest:
+    """A WebSocket route's event: ``$connect``, ``$disconnect`` or a message."""
+
+    connection_id: str
+    route_key: str
+    domain_name: str | None = None
+    stage: str | None = None
+    # What our authorizer put in its policy's context, as API Gateway passes it on.
+    user_id: str | None = None
+    body: str | None = None
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> WebSocketRequest:
+        ctx = _context(event)
+        authorizer = ctx.get("authorizer")
+        body = event.get("body")
+        return cls(
+            connection_id=_field(ctx, "connectionId", "requestContext"),
+            route_key=_field(ctx, "routeKey", "requestContext"),
+            domain_name=_optional(ctx, "domainName"),
+            stage=_optional(ctx, "stage"),
+            user_id=_optional(authorizer, "user_id") if isinstance(authorizer, Mapping) else None,
+            body=body if isinstance(body, str) else None,
+        )
+
+    @property
+    def management_endpoint(self) -> str | None:
+        """The Management API endpoint of the API the event came through."""
+        if not self.domain_name or not self.stage:
+            return None
+        return f"https://{self.domain_name}/{self.stage}"
+
+
+@dataclass(frozen=True)
+class AuthorizerRequest:
+    """A WebSocket REQUEST authorizer's event: the route ARN and the ``token`` query parameter."""
+
+    method_arn: str
+    token: str | None
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> AuthorizerRequest:
+        _field(event, "type", "event")
+        query = event.get("queryStringParameters")
+        token = _optional(query, "token") if isinstance(query, Mapping) else None
+        return cls(method_arn=_field(event, "methodArn", "event"), token=token)
+
+    def policy(self, principal_id: str, *, allow: bool, context: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The IAM policy an authorizer answers: every route of the stage, allowed or denied."""
+        parts = self.method_arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "execute-api" or parts[5].count("/") < 1:
+            raise EventError("methodArn is not an execute-api route ARN")
+        api_id, stage = parts[5].split("/")[:2]
+        resource = ":".join(parts[:5]) + f":{api_id}/{stage}/*"
+        answer: dict[str, Any] = {
+            "principalId": principal_id,
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Action": "execute-api:Invoke", "Effect": "Allow" if allow else "Deny", "Resource": [resource]}
+                ],
+            },
+        }
+        if context:
+            answer["context"] = dict(context)
+        return answer

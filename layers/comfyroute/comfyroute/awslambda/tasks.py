@@ -1,0 +1,42 @@
+"""The handlers of the state machine's tasks (poll, notify): the event in, the model's JSON out.
+
+An exception here is meant to reach Step Functions, whose Retry and Catch match its class name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from comfyroute.awslambda.instrument import Handler, instrument, logger
+from comfyroute.awslambda.wiring import get_ports
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from comfyroute.ports import Ports
+
+
+class PollEvent(BaseModel):
+    job_id: str
+    polls: int = 0
+
+
+class NotifyEvent(BaseModel):
+    job_id: str
+    final: bool = False
+    failure: dict[str, Any] | None = None
+
+
+E = TypeVar("E", PollEvent, NotifyEvent)
+
+
+def task_handler(event_model: type[E], task: Callable[[Ports, E], BaseModel]) -> Handler:
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        ev = event_model.model_validate(event)
+        logger.append_keys(job_id=ev.job_id)
+        return task(get_ports(), ev).model_dump(mode="json")
+
+    return instrument(handler)

@@ -1,0 +1,99 @@
+"""Following a job on its executor: the poll task of the Step Functions loop.
+
+One look per invocation; the state machine waits between looks (``schedule.next_wait``) and
+pushes what changed through the notify task. See docs/architecture.md for the contract.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
+from comfyroute.jobs import lifecycle
+from comfyroute.jobs.cancel import stop_on_executor
+from comfyroute.jobs.record import JobNotFound, JobRecord
+from comfyroute.jobs.schedule import NO_OUTPUTS_MESSAGE, changed, next_wait
+from comfyroute.protocol import JobStatus
+
+if TYPE_CHECKING:
+    from comfyroute.executors.base import Executor, ExecutorStatus, OutputFile
+    from comfyroute.ports import Ports
+
+
+class PollResult(BaseModel):
+    """The poll task's answer, which the state machine's Choice reads."""
+
+    job_id: str
+    polls: int
+    done: bool
+    status: JobStatus
+    wait_seconds: int
+    notify: bool
+
+
+def poll_job(ports: Ports, job_id: str, polls: int) -> PollResult:
+    """One look at the job on its executor, recorded."""
+    job = ports.jobs.get(job_id)
+    if job is None:
+        raise JobNotFound(f"job {job_id} has no record")
+    cfg = ports.config
+    wait = next_wait(polls, cfg.poll_interval_start_seconds, cfg.poll_interval_cap_seconds)
+    looks = polls + 1
+
+    def result(status: JobStatus, *, done: bool, notify: bool = False) -> PollResult:
+        return PollResult(job_id=job_id, polls=looks, done=done, status=status, wait_seconds=wait, notify=notify)
+
+    if job.status.terminal:
+        return result(job.status, done=True)
+    if not job.executor_job_id:
+        failed = lifecycle.fail(ports.jobs, job_id, "the job has no executor id (its submit did not finish)")
+        return result(failed.job.status, done=True)
+    executor = ports.executors(job.executor, job.user_id, job.endpoint_id)
+    if time.time() >= job.deadline:
+        stop_on_executor(executor, job.executor_job_id)
+        timed_out = lifecycle.time_out(ports.jobs, job_id, cfg.job_timeout_seconds, polls=looks)
+        return result(timed_out.job.status, done=True)
+
+    status = executor.status(job.executor_job_id, submitted_at=job.created_at)
+    if status.state.terminal:
+        return result(_finish(ports, job, executor, status, looks).status, done=True)
+    if not changed(job, status):
+        return result(status.state, done=False)
+    observed = lifecycle.observed(ports.jobs, job, status)
+    if not observed.applied:
+        # Finished (e.g. cancelled) while we looked: report that instead.
+        return result(observed.job.status, done=True)
+    return result(status.state, done=False, notify=True)
+
+
+def _finish(ports: Ports, job: JobRecord, executor: Executor, status: ExecutorStatus, looks: int) -> JobRecord:
+    """Record the executor's final state, with the outputs of a completed job stored."""
+    assert job.executor_job_id is not None
+    outputs: list[OutputFile] | None = None
+    state, error = status.state, status.error
+    if state is JobStatus.COMPLETED:
+        try:
+            files = executor.outputs(job.executor_job_id)
+        except ExecutorUnavailable:
+            raise  # Step Functions retries the poll
+        except (ExecutorError, ValueError) as exc:
+            state, error = JobStatus.FAILED, f"the job finished but its outputs could not be fetched: {exc}"
+        else:
+            outputs = [
+                ports.outputs.put(job.job_id, i, f.model_copy(update={"node_name": _node_name(job, f)}))
+                for i, f in enumerate(files)
+            ]
+    message = status.message
+    if outputs == [] and not message:
+        message = NO_OUTPUTS_MESSAGE
+    return lifecycle.finish(
+        ports.jobs, job.job_id, state, error=error, message=message, outputs=outputs, polls=looks
+    ).job
+
+
+def _node_name(job: JobRecord, file: OutputFile) -> str:
+    """The class of the node that made the file (SaveImage, ...), else its id."""
+    return job.node_classes.get(file.node_id, file.node_id)

@@ -1,0 +1,51 @@
+"""Telling the client: the notify task of the Step Functions loop pushes the job's status,
+its progress or, at the end, its outputs to the job's connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from comfyroute import messages, metrics
+from comfyroute.jobs import lifecycle
+from comfyroute.jobs.schedule import describe_failure
+
+if TYPE_CHECKING:
+    from comfyroute.ports import Ports
+
+
+class NotifyResult(BaseModel):
+    job_id: str
+    delivered: bool
+    sent: int = 0
+    reason: str | None = None
+
+
+def notify_job(ports: Ports, job_id: str, *, final: bool, failure: Mapping[str, Any] | None = None) -> NotifyResult:
+    """Push what the job's record says. With ``failure`` (the loop's Catch) the job is first
+    recorded failed, unless it already ended."""
+    job = ports.jobs.get(job_id)
+    if job is None:
+        return NotifyResult(job_id=job_id, delivered=False, reason="no such job")
+    if failure is not None and not job.status.terminal:
+        job = lifecycle.fail(ports.jobs, job_id, describe_failure(failure)).job
+    if not job.connection_id:
+        return NotifyResult(job_id=job_id, delivered=False, reason="no connection")
+    conn = ports.connections.get(job.connection_id)
+    if conn is None or conn.gone:
+        # The client left; it catches up with get_job after reconnecting.
+        return NotifyResult(job_id=job_id, delivered=False, reason="connection gone")
+    pushes: list[BaseModel] = [messages.job_update(job)]
+    if final or job.status.terminal:
+        pushes.extend(messages.output_updates(job, ports.outputs, ports.config.presign_seconds))
+    else:
+        progress = messages.node_progress(job)
+        if progress is not None:
+            pushes.append(progress)
+    if not ports.pusher.send_all(job.connection_id, pushes):
+        ports.connections.mark_gone(job.connection_id)
+        metrics.add("GoneConnections", 1)
+        return NotifyResult(job_id=job_id, delivered=False, reason="connection gone")
+    return NotifyResult(job_id=job_id, delivered=True, sent=len(pushes))

@@ -1,0 +1,94 @@
+"""The job record, and the shape of a change to it.
+
+``JobRecord`` is what the jobs table holds. ``JobChange`` is one conditional write, built only
+by ``jobs.lifecycle`` and applied by a ``ports.JobStore``; ``Outcome`` is what the store
+answers: the record the write left (or found, when its condition refused it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from comfyroute.executors.base import OutputFile, Progress
+from comfyroute.protocol import ExecutorKind, JobStatus
+
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+class JobNotFound(Exception):
+    """A job that has no record (poll's Catch marks nothing and fails)."""
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(use_enum_values=False)
+
+    job_id: str
+    user_id: str
+    connection_id: str | None = None
+    workflow_id: str | None = None
+    executor: ExecutorKind
+    endpoint_id: str | None = None
+    executor_job_id: str | None = None
+    status: JobStatus = JobStatus.QUEUED
+    error: str | None = None
+    message: str | None = None
+    queue_position: int | None = None
+    progress: Progress | None = None
+    outputs: list[OutputFile] = Field(default_factory=list)
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    deadline: float
+    execution_arn: str | None = None
+    # class_type per node id, so outputs can be named after the node that made them.
+    node_classes: dict[str, str] = Field(default_factory=dict)
+    ttl: int | None = None
+
+    @property
+    def duration(self) -> float | None:
+        end = self.finished_at or (None if self.status.terminal else time.time())
+        return round((end or self.updated_at) - self.created_at, 3)
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One conditional write to a job record.
+
+    ``values`` are set and ``remove`` fields unset, in one write that happens only while the
+    job's status is in ``only_in`` (any status when None) and every field in ``only_unset`` is
+    unset. Field names are ``JobRecord``'s; values are the record's own types.
+    """
+
+    job_id: str
+    values: Mapping[str, Any]
+    remove: frozenset[str] = frozenset()
+    only_in: frozenset[JobStatus] | None = None
+    only_unset: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.values) | self.remove | self.only_unset) - set(JobRecord.model_fields)
+        if unknown:
+            raise ValueError(f"not JobRecord fields: {sorted(unknown)}")
+        if set(self.values) & self.remove:
+            raise ValueError(f"fields both set and removed: {sorted(set(self.values) & self.remove)}")
+
+    def allows(self, record: JobRecord) -> bool:
+        """Whether the write's conditions hold for ``record`` (what a store checks atomically)."""
+        if self.only_in is not None and record.status not in self.only_in:
+            return False
+        return all(getattr(record, name) is None for name in self.only_unset)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A conditional write's answer: the record after the write when ``applied``, else the
+    record as it stood when the condition refused the write."""
+
+    job: JobRecord
+    applied: bool

@@ -1,0 +1,236 @@
+"""run_job: resolve and convert the workflow, record the job, submit it to its executor and
+start its follow loop, once per (user, job id)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, Field
+
+from comfyroute import messages
+from comfyroute.conversion.nodetool import GraphError, apply_params, convert_graph, validate_prompt
+from comfyroute.credentials import CredentialsError
+from comfyroute.executors.base import ExecutorError
+from comfyroute.jobs import lifecycle
+from comfyroute.jobs.cancel import stop_on_executor
+from comfyroute.jobs.record import JobNotFound, JobRecord
+from comfyroute.ports import LoopStartFailed, StartInProgress
+from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, RunJobData
+
+if TYPE_CHECKING:
+    from comfyroute.ports import Caller, Ports
+
+logger = Logger(child=True)
+
+
+class PreparedJob(BaseModel):
+    """A run_job request made ready to start: who asks, where it runs and the converted
+    prompt, or the ``error`` that fails it (a bad request is still recorded, failed, so
+    ``get_job`` can explain it later). It is also what makes a start idempotent: Powertools
+    keys on its ``[user_id, job_id]``."""
+
+    user_id: str
+    connection_id: str
+    job_id: str
+    workflow_id: str | None = None
+    executor: ExecutorKind
+    endpoint_id: str | None = None
+    prompt: dict[str, Any] | None = None
+    node_classes: dict[str, str] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class StartAnswer(BaseModel):
+    """What a start answers, stored and replayed for a repeated run_job: with the connection
+    the job reports to, so run_job can tell a resend from another connection."""
+
+    job_id: str
+    status: JobStatus
+    connection_id: str | None = None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> StartAnswer:
+        return cls(job_id=job.job_id, status=job.status, connection_id=job.connection_id)
+
+
+class JobOwnedByAnother(Exception):
+    pass
+
+
+def prepare_job(ports: Ports, caller: Caller, data: RunJobData) -> PreparedJob:
+    """Resolve the saved workflow and the settings, and convert the graph."""
+    job_id = data.job_id or str(uuid.uuid4())
+    graph: Graph | None = data.graph
+    prompt = data.prompt
+    settings = ExecutorSettings()
+    missing: str | None = None
+    if data.workflow_id:
+        saved = ports.workflows.get(caller.user_id, data.workflow_id)
+        if saved is not None:
+            settings = saved.executor_settings
+            if graph is None and prompt is None:
+                if saved.graph_json:
+                    graph = Graph.model_validate_json(saved.graph_json)
+                elif saved.prompt_json:
+                    prompt = json.loads(saved.prompt_json)
+        if graph is None and prompt is None:
+            missing = f"workflow '{data.workflow_id}' not found"
+    settings = settings.merged(data.settings)
+    kind = settings.comfy_executor or ExecutorKind.LOCAL
+    endpoint_id = settings.runpod_endpoint_id if kind is ExecutorKind.RUNPOD else None
+
+    def prepared(**outcome: Any) -> PreparedJob:
+        return PreparedJob(
+            user_id=caller.user_id,
+            connection_id=caller.connection_id,
+            job_id=job_id,
+            workflow_id=data.workflow_id,
+            executor=kind,
+            endpoint_id=endpoint_id,
+            **outcome,
+        )
+
+    if missing:
+        return prepared(error=missing)
+    if kind is ExecutorKind.RUNPOD and not endpoint_id:
+        return prepared(error="runpod_endpoint_id is required when comfy_executor is 'runpod'")
+    try:
+        # A graph that is not all comfy.* nodes is refused by convert_graph, naming them.
+        converted = convert_graph(graph) if graph is not None else validate_prompt(prompt or {})
+        if data.params:
+            converted = apply_params(converted, data.params)
+    except GraphError as exc:
+        return prepared(error=f"invalid workflow: {exc}")
+    classes = {nid: str(node.get("class_type", "")) for nid, node in converted.items()}
+    return prepared(prompt=converted, node_classes=classes)
+
+
+def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
+    prepared = prepare_job(ports, caller, data)
+    logger.append_keys(job_id=prepared.job_id)
+    started: list[JobRecord] = []
+
+    def start(request: PreparedJob) -> StartAnswer:
+        job = start_job(ports, request)
+        started.append(job)
+        return StartAnswer.of(job)
+
+    try:
+        answer = ports.start_once(prepared, start)
+    except StartInProgress:
+        refusal = messages.error(
+            f"job {prepared.job_id} is already being submitted",
+            "in_progress",
+            request="run_job",
+            job_id=prepared.job_id,
+        )
+        messages.reply(ports, caller, refusal)
+        return
+    except JobOwnedByAnother:
+        refusal = messages.error(
+            f"job_id {prepared.job_id} is already in use; choose another",
+            "conflict",
+            request="run_job",
+            job_id=prepared.job_id,
+        )
+        messages.reply(ports, caller, refusal)
+        return
+    except Exception:
+        # Unexpected (an AWS outage, a bug): never leave an accepted job queued with no loop.
+        _fail_if_stranded(ports, prepared.job_id, "the job could not be started (internal error); run it again")
+        raise
+    # A start that ran here answered with the record it left; a repeated run_job gets the
+    # stored answer, and the job may have moved on since: look at it.
+    job = started[-1] if started else ports.jobs.get(prepared.job_id)
+    if job is None:  # pragma: no cover - a start always records the job
+        raise RuntimeError(f"job {prepared.job_id} was not recorded")
+    # ``answer`` names the connection whose run_job started the job. Only a resend from another
+    # connection (client reconnected) moves the job's pushes here; the starting request must
+    # not take them back from a connection that has since asked for the job with get_job while
+    # this request was still submitting.
+    resent = answer.connection_id != caller.connection_id
+    if resent and job.connection_id != caller.connection_id and not job.status.terminal:
+        job = lifecycle.attach(ports.jobs, job.job_id, caller.connection_id).job
+    replies: list[BaseModel] = [messages.job_update(job)]
+    if job.status is JobStatus.FAILED and job.error:
+        replies.append(
+            messages.error(job.error, "job_failed", request="run_job", job_id=job.job_id, workflow_id=job.workflow_id)
+        )
+    messages.reply(ports, caller, *replies)
+
+
+def start_job(ports: Ports, prepared: PreparedJob) -> JobRecord:
+    """Record the job, submit it to its executor and start its follow loop; answers the record
+    it left. Every failure ends in a recorded ``failed`` job."""
+    now = time.time()
+    cfg = ports.config
+    job_id = prepared.job_id
+    record = JobRecord(
+        job_id=job_id,
+        user_id=prepared.user_id,
+        connection_id=prepared.connection_id,
+        workflow_id=prepared.workflow_id,
+        executor=prepared.executor,
+        endpoint_id=prepared.endpoint_id,
+        status=JobStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        deadline=now + cfg.job_timeout_seconds,
+        node_classes=prepared.node_classes,
+        ttl=int(now + cfg.job_ttl_days * 86400),
+    )
+    created = lifecycle.create(ports.jobs, record)
+    if not created.applied:
+        return _resume(ports, prepared, created.job)
+    if prepared.error or prepared.prompt is None:
+        return lifecycle.fail(ports.jobs, job_id, prepared.error or "nothing to run").job
+    kind = prepared.executor
+    try:
+        executor = ports.executors(kind, prepared.user_id, prepared.endpoint_id)
+        executor_job_id = executor.submit(prepared.prompt, job_id)
+    except (ExecutorError, CredentialsError, ValueError) as exc:
+        return lifecycle.fail(ports.jobs, job_id, f"{kind.value} executor refused the job: {exc}").job
+    submitted = lifecycle.submitted(ports.jobs, job_id, kind, executor_job_id)
+    if not submitted.applied:
+        # Cancelled while the executor was accepting it: that cancel had no executor id to stop,
+        # so stop the executor's copy here rather than leave it running with nobody watching.
+        stop_on_executor(executor, executor_job_id)
+        return submitted.job
+    try:
+        arn = _start_loop(ports, job_id)
+    except LoopStartFailed as exc:
+        stop_on_executor(executor, executor_job_id)
+        return lifecycle.fail(ports.jobs, job_id, f"could not start the job's poll loop ({exc.code})").job
+    return lifecycle.loop_started(ports.jobs, job_id, arn).job
+
+
+def _resume(ports: Ports, prepared: PreparedJob, existing: JobRecord) -> JobRecord:
+    """The job id is taken: by another user (a conflict), or by this job, resent after the
+    first attempt died half-way once its idempotency record expired. Finish what that attempt
+    started, so the job still reaches a terminal state."""
+    if existing.user_id != prepared.user_id:
+        raise JobOwnedByAnother(prepared.job_id)
+    if existing.status.terminal or existing.execution_arn is not None:
+        return existing
+    if existing.executor_job_id:
+        return lifecycle.loop_started(ports.jobs, existing.job_id, _start_loop(ports, existing.job_id)).job
+    return lifecycle.fail_stranded(ports.jobs, existing.job_id, "the submission was interrupted; run it again").job
+
+
+def _start_loop(ports: Ports, job_id: str) -> str:
+    payload = {"job_id": job_id, "polls": 0, "wait_seconds": ports.config.poll_interval_start_seconds}
+    return ports.state_machine.start(job_id, payload)
+
+
+def _fail_if_stranded(ports: Ports, job_id: str, error: str) -> None:
+    """Best effort: this runs while something else already went wrong."""
+    try:
+        lifecycle.fail_stranded(ports.jobs, job_id, error)
+    except JobNotFound:
+        pass
+    except Exception:
+        logger.exception("could not mark a stranded job failed")

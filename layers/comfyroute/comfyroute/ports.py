@@ -1,0 +1,204 @@
+"""The ports: what the job rules need from the world, as typed interfaces.
+
+The Lambda glue wires each port to AWS once (``awslambda/wiring.py``); the unit tests wire
+in-memory doubles (``tests/support/memory.py``). The rules in ``comfyroute.jobs`` and
+``comfyroute.workflows`` see only these interfaces.
+
+Standard library at run time: the records the ports exchange are imported for type checking
+only, so the connection routes (authorizer, connect, disconnect) load no pydantic through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from comfyroute.config import Config
+    from comfyroute.credentials import Credentials
+    from comfyroute.executors.base import Executor, OutputFile
+    from comfyroute.jobs.record import JobChange, JobRecord, Outcome
+    from comfyroute.jobs.submit import PreparedJob, StartAnswer
+    from comfyroute.protocol import ExecutorKind
+    from comfyroute.workflows import WorkflowRecord
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a WebSocket command: the user (from the authorizer) and their connection."""
+
+    user_id: str
+    connection_id: str
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    connection_id: str
+    user_id: str
+    connected_at: float
+    gone: bool = False
+    ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_hash: str  # SHA-256 hex of the token; the token itself is never stored
+    user_id: str
+    created_at: float
+    revoked: bool = False
+    label: str | None = None
+
+
+class StartInProgress(Exception):
+    """Another request is starting the same job right now (same user, same job id)."""
+
+
+class LoopStartFailed(Exception):
+    """The job's follow loop could not be started; ``code`` is the service's reason."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class JobStore(Protocol):
+    """Job records. Every write but ``insert`` is a ``JobChange`` (built by ``jobs.lifecycle``),
+    applied in one conditional write that answers with the record it left."""
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def insert(self, record: JobRecord) -> Outcome:
+        """Store a new job. Not applied when the id is taken: the outcome holds the existing record."""
+        ...
+
+    def apply(self, change: JobChange) -> Outcome:
+        """Apply ``change`` if its conditions hold; either way the outcome holds the record as
+        it now stands. ``JobNotFound`` when there is no such job."""
+        ...
+
+    def list_by_user(self, user_id: str, limit: int) -> list[JobRecord]:
+        """The user's jobs, newest first."""
+        ...
+
+
+class ConnectionStore(Protocol):
+    def put(self, connection_id: str, user_id: str) -> ConnectionRecord: ...
+
+    def get(self, connection_id: str) -> ConnectionRecord | None: ...
+
+    def delete(self, connection_id: str) -> None: ...
+
+    def mark_gone(self, connection_id: str) -> None:
+        """Remember that pushes to the connection fail (the client left without a disconnect)."""
+        ...
+
+
+class WorkflowStore(Protocol):
+    def get(self, user_id: str, workflow_id: str) -> WorkflowRecord | None: ...
+
+    def put(self, record: WorkflowRecord) -> None: ...
+
+
+class ApiKeyStore(Protocol):
+    def get(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def put(self, record: ApiKeyRecord) -> None:
+        """Store a new key; refuses (raises) a hash that is already stored."""
+        ...
+
+    def revoke(self, key_hash: str) -> None: ...
+
+
+class OutputStore(Protocol):
+    """Output files, kept where clients can fetch them."""
+
+    def put(self, job_id: str, index: int, file: OutputFile) -> OutputFile:
+        """Keep the file's bytes (if it has any) and return it as the job record keeps it."""
+        ...
+
+    def presign(self, output: OutputFile, expires_in: int) -> str | None:
+        """A URL the client can fetch the file from for ``expires_in`` seconds."""
+        ...
+
+    def read(self, output: OutputFile) -> bytes | None:
+        """The kept bytes, or None for a file that was left with the executor."""
+        ...
+
+
+class StateMachine(Protocol):
+    """The job's follow loop (Step Functions), one execution per job named after it."""
+
+    def start(self, job_id: str, payload: dict[str, Any]) -> str:
+        """Start the loop for ``job_id`` and return its execution id; a loop already started
+        for the job is not started twice (its id is returned). ``LoopStartFailed`` otherwise."""
+        ...
+
+    def stop(self, execution_id: str, cause: str) -> None:
+        """Stop the loop; one that has already ended is left alone."""
+        ...
+
+
+class Pusher(Protocol):
+    def send_all(self, connection_id: str, messages: Sequence[BaseModel]) -> bool:
+        """Push the messages in order; False when the connection is gone. ``Throttled`` (from
+        ``aws/push.py``) when the push service asks us to slow down."""
+        ...
+
+
+class CredentialSource(Protocol):
+    def load(self, user_id: str) -> Credentials:
+        """The user's executor credentials (``CredentialsError`` when their secret is unusable)."""
+        ...
+
+
+class ExecutorFactory(Protocol):
+    def __call__(self, kind: ExecutorKind, user_id: str, endpoint_id: str | None) -> Executor: ...
+
+
+class StartOnce(Protocol):
+    """Runs the start of a job at most once per (user, job id): a repeat gets the first answer."""
+
+    def __call__(self, request: PreparedJob, start: Callable[[PreparedJob], StartAnswer]) -> StartAnswer:
+        """``start(request)`` the first time, the stored answer after; ``StartInProgress`` while
+        another request is inside ``start`` for the same job."""
+        ...
+
+
+class Ports(Protocol):
+    """Everything the routes use, wired once per process."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def jobs(self) -> JobStore: ...
+
+    @property
+    def connections(self) -> ConnectionStore: ...
+
+    @property
+    def workflows(self) -> WorkflowStore: ...
+
+    @property
+    def api_keys(self) -> ApiKeyStore: ...
+
+    @property
+    def outputs(self) -> OutputStore: ...
+
+    @property
+    def state_machine(self) -> StateMachine: ...
+
+    @property
+    def pusher(self) -> Pusher: ...
+
+    @property
+    def credentials(self) -> CredentialSource: ...
+
+    @property
+    def executors(self) -> ExecutorFactory: ...
+
+    @property
+    def start_once(self) -> StartOnce: ...

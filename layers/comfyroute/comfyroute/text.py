@@ -1,0 +1,53 @@
+"""Text helpers shared by the library and the tools: clipping, one-line text, secret redaction,
+safe file names. Standard library only."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+from comfyroute.defaults import MAX_TEXT_CHARS
+
+# The one marker that replaces a secret wherever text might show it.
+REDACTED = "[redacted]"
+
+MAX_FILENAME_CHARS = 150
+_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-+=@,() ]")
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
+
+
+def clip(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (line breaks included) as one space."""
+    return " ".join(text.split())
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``REDACTED``. Longer secrets go
+    first, so a secret that contains another is replaced whole."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def safe_filename(name: str, default: str = "output") -> str:
+    """A file name reduced to one safe path component: no directories or traversal, no hidden or
+    device names, ASCII letters, digits and a few punctuation marks only (S3 keys and
+    Content-Disposition headers take it as it is), bounded length, extension kept."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if ch.isprintable())
+    base = _UNSAFE_FILENAME_CHARS.sub("_", base).strip(" .")
+    if not base:
+        return default
+    if _WINDOWS_RESERVED.match(base):
+        base = f"_{base}"
+    if len(base) > MAX_FILENAME_CHARS:
+        stem, ext = os.path.splitext(base)
+        ext = ext[:16]
+        base = stem[: MAX_FILENAME_CHARS - len(ext)] + ext
+    return base

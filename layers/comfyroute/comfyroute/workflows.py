@@ -1,0 +1,54 @@
+"""Saved workflows: a user's graph (or API prompt) and its executor settings, by workflow id."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from comfyroute import messages
+from comfyroute.protocol import ExecutorSettings, SaveWorkflowData
+
+if TYPE_CHECKING:
+    from comfyroute.ports import Caller, Ports
+
+
+class WorkflowRecord(BaseModel):
+    user_id: str
+    workflow_id: str
+    name: str | None = None
+    graph_json: str | None = None
+    prompt_json: str | None = None
+    # As ExecutorSettings.stored() gives them: the keys that were set, other settings included.
+    settings: dict[str, Any] = Field(default_factory=dict)
+    updated_at: float
+
+    @property
+    def executor_settings(self) -> ExecutorSettings:
+        return ExecutorSettings.model_validate(self.settings)
+
+
+def save_workflow(ports: Ports, caller: Caller, data: SaveWorkflowData) -> None:
+    """Store the workflow; settings merge key by key into those already saved, and a save
+    without a graph or prompt keeps the saved one."""
+    existing = ports.workflows.get(caller.user_id, data.workflow_id)
+    base = existing.executor_settings if existing else ExecutorSettings()
+    settings = base.merged(data.settings).stored()
+    graph_json = data.graph.model_dump_json() if data.graph is not None else None
+    prompt_json = json.dumps(data.prompt) if data.prompt is not None else None
+    if graph_json is None and prompt_json is None and existing is not None:
+        graph_json, prompt_json = existing.graph_json, existing.prompt_json
+    ports.workflows.put(
+        WorkflowRecord(
+            user_id=caller.user_id,
+            workflow_id=data.workflow_id,
+            name=data.name or (existing.name if existing else None),
+            graph_json=graph_json,
+            prompt_json=prompt_json,
+            settings=settings,
+            updated_at=time.time(),
+        )
+    )
+    messages.reply(ports, caller, messages.workflow_saved(data.workflow_id, settings))
