@@ -3,4 +3,7 @@
 from comfyroute.awslambda.websocket import websocket_handler
 from comfyroute.jobs.cancel import cancel_job
 
-handler = websocket_handler({"cancel_job": lambda ports, caller, cmd: cancel_job(ports, caller, cmd.data.job_id)})
+handler = websocket_handler(
+    {"cancel_job": lambda ports, caller, cmd: cancel_job(ports, caller, cmd.data.job_id)},
+    uses=("jobs", "executors", "state_machine"),
+)

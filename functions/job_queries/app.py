@@ -7,5 +7,6 @@ handler = websocket_handler(
     {
         "get_job": lambda ports, caller, cmd: get_job(ports, caller, cmd.data.job_id),
         "list_jobs": lambda ports, caller, cmd: list_jobs(ports, caller, cmd.data.limit),
-    }
+    },
+    uses=("jobs", "outputs"),
 )

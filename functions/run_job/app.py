@@ -3,4 +3,7 @@
 from comfyroute.awslambda.websocket import websocket_handler
 from comfyroute.jobs.submit import run_job
 
-handler = websocket_handler({"run_job": lambda ports, caller, cmd: run_job(ports, caller, cmd.data)})
+handler = websocket_handler(
+    {"run_job": lambda ports, caller, cmd: run_job(ports, caller, cmd.data)},
+    uses=("jobs", "workflows", "start_once", "executors", "state_machine"),
+)

@@ -76,7 +76,7 @@ def loop(plan, monkeypatch, lambda_context) -> Iterator[Loop]:
         }
         with StateMachineHarness(tasks=tasks) as sfn:
             ports = get_ports()
-            ports.config = dataclasses.replace(ports.config, state_machine_arn=sfn.state_machine_arn)
+            ports.config = ports.config._replace(state_machine_arn=sfn.state_machine_arn)
             boto3.client("secretsmanager", region_name="us-east-1").create_secret(
                 Name="comfyroute/default", SecretString=json.dumps({"COMFYUI_ADDR": comfy.addr})
             )
@@ -137,7 +137,7 @@ def test_runtime_error_ends_the_job_failed_naming_the_node(loop):
 
 def test_job_past_its_deadline_is_cancelled_on_the_executor_and_timed_out(loop, monkeypatch):
     ports = get_ports()
-    ports.config = dataclasses.replace(ports.config, job_timeout_seconds=0)
+    ports.config = ports.config._replace(job_timeout_seconds=0)
     loop.comfy.pause()  # the prompt stays pending, as on a busy server
     loop.submit("slow-1", EMPTY_INVERT_SAVE)
     assert loop.finish("slow-1")["status"] == "SUCCEEDED"

@@ -5,8 +5,7 @@ Standard library only: every handler reads it, the authorizer included."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple
 
 from comfyroute.defaults import MAX_OUTPUT_BYTES, RUNPOD_API_BASE
 
@@ -21,8 +20,10 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw not in (None, "") else default
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
+    """The deployment's settings. A NamedTuple (``config._replace(...)`` for a changed copy):
+    every handler's init creates it, and a dataclass of this size costs several times more."""
+
     connections_table: str = "comfyroute-connections"
     jobs_table: str = "comfyroute-jobs"
     workflows_table: str = "comfyroute-workflows"
@@ -50,7 +51,6 @@ class Config:
     upload_presign_seconds: int = 900
     # Must match the uploads/ lifecycle rule of the outputs bucket (template.yaml).
     upload_retention_days: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Config:

@@ -17,7 +17,8 @@ class CredentialsError(Exception):
 class Credentials(BaseModel):
     """A user's executor credentials: the JSON of secret ``{prefix}/users/{user_id}``."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    # Built on first use: only a job that reaches its executor reads the secret.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True, defer_build=True)
 
     comfyui_addr: str = Field(default=COMFYUI_ADDR, alias="COMFYUI_ADDR")
     comfyui_headers: dict[str, SecretStr] = Field(default_factory=dict, alias="COMFYUI_HEADERS")

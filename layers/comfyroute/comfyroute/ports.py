@@ -6,13 +6,14 @@ in-memory doubles (``tests/support/memory.py``). The rules in ``comfyroute.jobs`
 
 Standard library at run time: the records the ports exchange are imported for type checking
 only, so the connection routes (authorizer, connect, disconnect) load no pydantic through here.
+The small records defined here are NamedTuples: a dataclass costs several times as much to
+create, and every handler's init creates these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -26,16 +27,14 @@ if TYPE_CHECKING:
     from comfyroute.workflows import WorkflowRecord
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """Who sent a WebSocket command: the user (from the authorizer) and their connection."""
 
     user_id: str
     connection_id: str
 
 
-@dataclass(frozen=True)
-class ConnectionRecord:
+class ConnectionRecord(NamedTuple):
     connection_id: str
     user_id: str
     connected_at: float
@@ -43,8 +42,7 @@ class ConnectionRecord:
     ttl: int | None = None
 
 
-@dataclass(frozen=True)
-class ApiKeyRecord:
+class ApiKeyRecord(NamedTuple):
     key_hash: str  # SHA-256 hex of the token; the token itself is never stored
     user_id: str
     created_at: float

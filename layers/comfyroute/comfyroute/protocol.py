@@ -12,10 +12,9 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -82,8 +81,7 @@ class ExecutorKind(StrEnum):
     RUNPOD = "runpod"
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Bounds on what one command may carry; the defaults match API Gateway's frame limit."""
 
     max_nodes: int = 2_000

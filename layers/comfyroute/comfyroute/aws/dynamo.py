@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -17,9 +16,9 @@ _deserializer = TypeDeserializer()
 
 
 def to_item(record: Any) -> dict[str, Any]:
-    """A pydantic model or a dataclass as a DynamoDB item: floats as Decimal, None values left out."""
-    if is_dataclass(record) and not isinstance(record, type):
-        return {k: to_value(v) for k, v in asdict(record).items() if v is not None}
+    """A pydantic model or a NamedTuple as a DynamoDB item: floats as Decimal, None values left out."""
+    if isinstance(record, tuple) and hasattr(record, "_asdict"):
+        return {k: to_value(v) for k, v in record._asdict().items() if v is not None}
     return json.loads(record.model_dump_json(exclude_none=True), parse_float=Decimal)  # type: ignore[no-any-return]
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from comfyroute import auth
 from comfyroute.awslambda.events import AuthorizerRequest, WebSocketRequest
 from comfyroute.awslambda.instrument import Handler, instrument, logger
-from comfyroute.awslambda.wiring import get_ports
+from comfyroute.awslambda.wiring import get_ports, preload
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 def authorizer_handler() -> Handler:
     """The ``token`` query parameter -> Allow with ``context.user_id``, else Deny."""
+    preload(["api_keys"])
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         request = AuthorizerRequest.of(event)
@@ -33,10 +34,12 @@ def authorizer_handler() -> Handler:
         logger.info("token accepted", extra={"user_id": user_id})
         return request.policy(user_id, allow=True, context={"user_id": user_id})
 
-    return instrument(handler)
+    return instrument(handler, trace=False)
 
 
 def connect_handler() -> Handler:
+    preload(["connections"])
+
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         request = WebSocketRequest.of(event)
         if not request.user_id:
@@ -46,13 +49,15 @@ def connect_handler() -> Handler:
         logger.info("connected", extra={"user_id": request.user_id})
         return {"statusCode": 200}
 
-    return instrument(handler)
+    return instrument(handler, trace=False)
 
 
 def disconnect_handler() -> Handler:
+    preload(["connections"])
+
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         request = WebSocketRequest.of(event)
         get_ports().connections.delete(request.connection_id)
         return {"statusCode": 200}
 
-    return instrument(handler)
+    return instrument(handler, trace=False)

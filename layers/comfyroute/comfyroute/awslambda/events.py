@@ -1,14 +1,14 @@
 """What the handlers read of their API Gateway events, read straight from the event dict.
 
 Plain dict access, not Powertools' parser models: those are pydantic models of whole events,
-and loading them would be most of a connection handler's cold start.
+and loading them would be most of a connection handler's cold start. (NamedTuples rather than
+dataclasses for the same reason: they are much cheaper to create.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class EventError(ValueError):
@@ -34,8 +34,7 @@ def _optional(data: Mapping[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-@dataclass(frozen=True)
-class WebSocketRequest:
+class WebSocketRequest(NamedTuple):
     """A WebSocket route's event: ``$connect``, ``$disconnect`` or a message."""
 
     connection_id: str
@@ -68,8 +67,7 @@ class WebSocketRequest:
         return f"https://{self.domain_name}/{self.stage}"
 
 
-@dataclass(frozen=True)
-class AuthorizerRequest:
+class AuthorizerRequest(NamedTuple):
     """A WebSocket REQUEST authorizer's event: the route ARN and the ``token`` query parameter."""
 
     method_arn: str

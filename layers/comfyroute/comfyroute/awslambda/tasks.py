@@ -5,13 +5,13 @@ An exception here is meant to reach Step Functions, whose Retry and Catch match 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from comfyroute.awslambda.instrument import Handler, instrument, logger
-from comfyroute.awslambda.wiring import get_ports
+from comfyroute.awslambda.wiring import Port, get_ports, preload
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -33,7 +33,10 @@ class NotifyEvent(BaseModel):
 E = TypeVar("E", PollEvent, NotifyEvent)
 
 
-def task_handler(event_model: type[E], task: Callable[[Ports, E], BaseModel]) -> Handler:
+def task_handler(event_model: type[E], task: Callable[[Ports, E], BaseModel], *, uses: Iterable[Port]) -> Handler:
+    """A handler running ``task`` on the validated event; ``uses`` names the ports it uses."""
+    preload(uses)
+
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ev = event_model.model_validate(event)
         logger.append_keys(job_id=ev.job_id)

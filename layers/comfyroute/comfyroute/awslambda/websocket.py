@@ -6,13 +6,13 @@ A WebSocket handler never lets an exception reach API Gateway: the client always
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from comfyroute import messages
 from comfyroute.awslambda.events import WebSocketRequest
 from comfyroute.awslambda.instrument import Handler, instrument, logger
-from comfyroute.awslambda.wiring import get_ports
+from comfyroute.awslambda.wiring import Port, get_ports, preload
 from comfyroute.ports import Caller
 from comfyroute.protocol import ClientCommand, ProtocolError, parse_command
 
@@ -33,8 +33,10 @@ def _caller(ports: Ports, request: WebSocketRequest) -> Caller | None:
     return Caller(user_id=user_id, connection_id=request.connection_id) if user_id else None
 
 
-def websocket_handler(routes: Mapping[str, CommandRoute]) -> Handler:
-    """A handler serving ``routes`` (command name -> route function)."""
+def websocket_handler(routes: Mapping[str, CommandRoute], *, uses: Iterable[Port] = ()) -> Handler:
+    """A handler serving ``routes`` (command name -> route function), whose routes use the
+    ports ``uses`` besides the connections and the pusher every reply needs."""
+    preload(("connections", "pusher", *uses))
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         request = WebSocketRequest.of(event)

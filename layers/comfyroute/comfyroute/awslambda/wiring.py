@@ -1,19 +1,30 @@
 """The ports wired to AWS, once per process (one Lambda container).
 
-Each port is built on first use and imports its adapter only then: a handler loads the AWS
-clients and libraries its own route touches and no others (the authorizer: the API keys
-table; run_job: also Idempotency, the executors and Step Functions). The tests and
-``comfyroute dev`` replace single ports by assigning the attribute.
+Each port is built on first use, from an adapter module that ``preload`` imports when the
+handler is created: a function's init loads the adapters and libraries of the ports its route
+uses and no others (the authorizer: the API keys table; run_job: also Idempotency, the
+executors and Step Functions), and builds no client before the environment is in place. The
+tests and ``comfyroute dev`` replace single ports by assigning the attribute.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from comfyroute.config import Config
 
 if TYPE_CHECKING:
+    from comfyroute.aws.apikeys import DynamoApiKeys
+    from comfyroute.aws.connections import DynamoConnections
+    from comfyroute.aws.idempotency import IdempotentStart
+    from comfyroute.aws.jobs import DynamoJobs
+    from comfyroute.aws.outputs import S3Outputs
+    from comfyroute.aws.push import ManagementApiPusher
+    from comfyroute.aws.secrets import SecretsManagerCredentials
+    from comfyroute.aws.states import StepFunctionsLoop
+    from comfyroute.aws.workflows import DynamoWorkflows
     from comfyroute.executors.base import Executor
     from comfyroute.ports import (
         ApiKeyStore,
@@ -28,6 +39,109 @@ if TYPE_CHECKING:
         WorkflowStore,
     )
     from comfyroute.protocol import ExecutorKind
+
+Port = Literal[
+    "jobs",
+    "connections",
+    "workflows",
+    "api_keys",
+    "outputs",
+    "state_machine",
+    "pusher",
+    "credentials",
+    "executors",
+    "start_once",
+]
+
+
+# --------------------------------------------------------------------------- the adapters, imported on demand
+
+
+def _jobs() -> type[DynamoJobs]:
+    from comfyroute.aws.jobs import DynamoJobs
+
+    return DynamoJobs
+
+
+def _connections() -> type[DynamoConnections]:
+    from comfyroute.aws.connections import DynamoConnections
+
+    return DynamoConnections
+
+
+def _workflows() -> type[DynamoWorkflows]:
+    from comfyroute.aws.workflows import DynamoWorkflows
+
+    return DynamoWorkflows
+
+
+def _api_keys() -> type[DynamoApiKeys]:
+    from comfyroute.aws.apikeys import DynamoApiKeys
+
+    return DynamoApiKeys
+
+
+def _outputs() -> type[S3Outputs]:
+    from comfyroute.aws.outputs import S3Outputs
+
+    return S3Outputs
+
+
+def _state_machine() -> type[StepFunctionsLoop]:
+    from comfyroute.aws.states import StepFunctionsLoop
+
+    return StepFunctionsLoop
+
+
+def _pusher() -> type[ManagementApiPusher]:
+    from comfyroute.aws.push import ManagementApiPusher
+
+    return ManagementApiPusher
+
+
+def _credentials() -> type[SecretsManagerCredentials]:
+    from comfyroute.aws.secrets import SecretsManagerCredentials
+
+    return SecretsManagerCredentials
+
+
+def _executors() -> Callable[..., Executor]:
+    # Both executors: which one a job needs is known only when it runs.
+    import comfyroute.executors.comfyui
+    import comfyroute.executors.runpod  # noqa: F401
+    from comfyroute.executors.factory import build_executor
+
+    _credentials()
+    return build_executor
+
+
+def _start_once() -> type[IdempotentStart]:
+    from comfyroute.aws.idempotency import IdempotentStart
+
+    return IdempotentStart
+
+
+_ADAPTERS: dict[Port, Callable[[], Any]] = {
+    "jobs": _jobs,
+    "connections": _connections,
+    "workflows": _workflows,
+    "api_keys": _api_keys,
+    "outputs": _outputs,
+    "state_machine": _state_machine,
+    "pusher": _pusher,
+    "credentials": _credentials,
+    "executors": _executors,
+    "start_once": _start_once,
+}
+
+
+def preload(ports: Iterable[Port]) -> None:
+    """Import the adapters of ``ports`` (at a function's init, where Lambda gives the most CPU)."""
+    for port in ports:
+        _ADAPTERS[port]()
+
+
+# --------------------------------------------------------------------------- the ports
 
 
 class LambdaPorts:
@@ -49,69 +163,51 @@ class LambdaPorts:
 
     @cached_property
     def jobs(self) -> JobStore:
-        from comfyroute.aws.jobs import DynamoJobs
-
-        return DynamoJobs(self.config.jobs_table)
+        return _jobs()(self.config.jobs_table)
 
     @cached_property
     def connections(self) -> ConnectionStore:
-        from comfyroute.aws.connections import DynamoConnections
-
-        return DynamoConnections(self.config.connections_table)
+        return _connections()(self.config.connections_table)
 
     @cached_property
     def workflows(self) -> WorkflowStore:
-        from comfyroute.aws.workflows import DynamoWorkflows
-
-        return DynamoWorkflows(self.config.workflows_table)
+        return _workflows()(self.config.workflows_table)
 
     @cached_property
     def api_keys(self) -> ApiKeyStore:
-        from comfyroute.aws.apikeys import DynamoApiKeys
-
-        return DynamoApiKeys(self.config.api_keys_table)
+        return _api_keys()(self.config.api_keys_table)
 
     @cached_property
     def outputs(self) -> OutputStore:
-        from comfyroute.aws.outputs import S3Outputs
-
-        return S3Outputs(self.config.outputs_bucket)
+        return _outputs()(self.config.outputs_bucket)
 
     @cached_property
     def state_machine(self) -> StateMachine:
-        from comfyroute.aws.states import StepFunctionsLoop
-
-        return StepFunctionsLoop(self.config.state_machine_arn)
+        return _state_machine()(self.config.state_machine_arn)
 
     @cached_property
     def pusher(self) -> Pusher:
-        from comfyroute.aws.push import ManagementApiPusher
-
         endpoint = self.config.websocket_endpoint or self.fallback_endpoint
         if not endpoint:
             raise RuntimeError("WEBSOCKET_ENDPOINT is not set and the event names no endpoint")
-        return ManagementApiPusher(endpoint)
+        return _pusher()(endpoint)
 
     @cached_property
     def credentials(self) -> CredentialSource:
-        from comfyroute.aws.secrets import SecretsManagerCredentials
-
-        return SecretsManagerCredentials(self.config.secrets_prefix)
+        return _credentials()(self.config.secrets_prefix)
 
     @cached_property
     def executors(self) -> ExecutorFactory:
-        def executor_for(kind: ExecutorKind, user_id: str, endpoint_id: str | None) -> Executor:
-            from comfyroute.executors.factory import build_executor
+        build: Callable[..., Executor] = _executors()
 
-            return build_executor(kind, self.credentials.load(user_id), endpoint_id, self.config)
+        def executor_for(kind: ExecutorKind, user_id: str, endpoint_id: str | None) -> Executor:
+            return build(kind, self.credentials.load(user_id), endpoint_id, self.config)
 
         return executor_for
 
     @cached_property
     def start_once(self) -> StartOnce:
-        from comfyroute.aws.idempotency import IdempotentStart
-
-        return IdempotentStart(
+        return _start_once()(
             self.config.idempotency_table,
             expires_after_seconds=self.config.job_ttl_days * 86400,
             lambda_context=lambda: self.lambda_context,

@@ -34,7 +34,8 @@ class Lenient(BaseModel):
     """A body from an executor's server. Servers grow fields between releases: read what we
     know, ignore the rest."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Built on first use: run_job imports both executors and parses the answers of one.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class Progress(BaseModel):

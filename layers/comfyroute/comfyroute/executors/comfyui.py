@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -243,8 +243,7 @@ class _HistoryEntry(Lenient):
     status: _HistoryStatus | None = None
 
 
-@dataclass(frozen=True)
-class FileRef:
+class FileRef(NamedTuple):
     """One file a node reported under ``outputs[node][output_name]``."""
 
     node_id: str
@@ -258,8 +257,7 @@ class FileRef:
         return f"{path!r} (node {self.node_id}, {self.output_name}, type {self.type})"
 
 
-@dataclass(frozen=True)
-class TextRef:
+class TextRef(NamedTuple):
     node_id: str
     output_name: str
     index: int

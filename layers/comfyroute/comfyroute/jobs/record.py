@@ -8,9 +8,8 @@ answers: the record the write left (or found, when its condition refused it).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,7 +55,6 @@ class JobRecord(BaseModel):
         return round((end or self.updated_at) - self.created_at, 3)
 
 
-@dataclass(frozen=True)
 class JobChange:
     """One conditional write to a job record.
 
@@ -65,18 +63,34 @@ class JobChange:
     unset. Field names are ``JobRecord``'s; values are the record's own types.
     """
 
-    job_id: str
-    values: Mapping[str, Any]
-    remove: frozenset[str] = frozenset()
-    only_in: frozenset[JobStatus] | None = None
-    only_unset: frozenset[str] = field(default_factory=frozenset)
+    __slots__ = ("job_id", "only_in", "only_unset", "remove", "values")
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        values: Mapping[str, Any],
+        *,
+        remove: Iterable[str] = (),
+        only_in: Iterable[JobStatus] | None = None,
+        only_unset: Iterable[str] = (),
+    ) -> None:
+        self.job_id = job_id
+        self.values: Mapping[str, Any] = dict(values)
+        self.remove = frozenset(remove)
+        self.only_in = frozenset(only_in) if only_in is not None else None
+        self.only_unset = frozenset(only_unset)
         unknown = (set(self.values) | self.remove | self.only_unset) - set(JobRecord.model_fields)
         if unknown:
             raise ValueError(f"not JobRecord fields: {sorted(unknown)}")
         if set(self.values) & self.remove:
             raise ValueError(f"fields both set and removed: {sorted(set(self.values) & self.remove)}")
+
+    def __repr__(self) -> str:
+        return (
+            f"JobChange({self.job_id!r}, {dict(self.values)!r}, remove={sorted(self.remove)!r}, "
+            f"only_in={sorted(self.only_in) if self.only_in is not None else None!r}, "
+            f"only_unset={sorted(self.only_unset)!r})"
+        )
 
     def allows(self, record: JobRecord) -> bool:
         """Whether the write's conditions hold for ``record`` (what a store checks atomically)."""
@@ -85,8 +99,7 @@ class JobChange:
         return all(getattr(record, name) is None for name in self.only_unset)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """A conditional write's answer: the record after the write when ``applied``, else the
     record as it stood when the condition refused the write."""
 
