@@ -1,0 +1,84 @@
+"""Each handler, imported in a fresh interpreter as Lambda imports it, loads what its route needs
+and no more (the cold-start rule), and creates no AWS client before its first invocation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cache
+
+import pytest
+from support import ROOT
+
+CONNECTION_ROUTES = ("authorizer", "connect", "disconnect")
+ALL = (*CONNECTION_ROUTES, "default", "run_job", "cancel_job", "job_queries", "save_workflow", "poll", "notify")
+
+# Never in any handler: the tools, the X-Ray SDK (opt-in, see awslambda/instrument.py) and
+# Powertools' pydantic models of whole events.
+NEVER = ("comfyroute_tools", "aws_xray_sdk", "aws_lambda_powertools.utilities.parser")
+# Only the routes that start jobs, follow them or stop them.
+JOB_ONLY = ("comfyroute.conversion", "comfyroute.executors.comfyui", "comfyroute.executors.runpod", "requests")
+NOT_IN_CONNECTION_ROUTES = ("pydantic", "comfyroute.protocol", "comfyroute.jobs", *JOB_ONLY)
+
+PROBE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import app
+from comfyroute.aws import clients
+print(json.dumps({
+    "modules": sorted(sys.modules),
+    "clients": sum(f.cache_info().currsize for f in (clients.dynamodb, clients.s3, clients.stepfunctions)),
+}))
+"""
+
+
+@cache
+def loaded(function: str) -> tuple[frozenset[str], int]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROOT / "functions" / function)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},  # no AWS settings: as a benchmark or a build would import it
+        timeout=60,
+        check=True,
+    )
+    answer = json.loads(out.stdout)
+    return frozenset(answer["modules"]), answer["clients"]
+
+
+def under(modules: frozenset[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.parametrize("function", ALL)
+def test_no_handler_loads_the_tools_or_the_xray_sdk_or_builds_a_client_at_import(function: str) -> None:
+    modules, clients = loaded(function)
+    assert under(modules, NEVER) == []
+    assert clients == 0
+    assert "app" in modules
+
+
+@pytest.mark.parametrize("function", CONNECTION_ROUTES)
+def test_connection_routes_load_no_pydantic_and_nothing_of_the_job_routes(function: str) -> None:
+    modules, _ = loaded(function)
+    assert under(modules, NOT_IN_CONNECTION_ROUTES) == []
+    assert "boto3" in modules  # their table's adapter is loaded at init, not on first use
+
+
+@pytest.mark.parametrize("function", ["default", "job_queries", "save_workflow", "notify"])
+def test_routes_that_run_no_executor_load_none_and_no_idempotency(function: str) -> None:
+    modules, _ = loaded(function)
+    assert under(modules, (*JOB_ONLY, "aws_lambda_powertools.utilities.idempotency")) == []
+
+
+def test_run_job_loads_conversion_both_executors_and_idempotency_at_init() -> None:
+    modules, _ = loaded("run_job")
+    for needed in (
+        "comfyroute.conversion.nodetool",
+        "comfyroute.executors.comfyui",
+        "comfyroute.executors.runpod",
+        "aws_lambda_powertools.utilities.idempotency",
+    ):
+        assert needed in modules
