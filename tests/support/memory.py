@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -24,6 +24,9 @@ from comfyroute.jobs.submit import PreparedJob, StartAnswer
 from comfyroute.ports import ApiKeyRecord, Caller, ConnectionRecord, LoopStartFailed, StartInProgress
 from comfyroute.protocol import ExecutorKind, JobStatus
 from comfyroute.workflows import WorkflowRecord
+
+if TYPE_CHECKING:
+    from comfyroute.ports import Ports
 
 
 class MemoryJobs:
@@ -311,3 +314,9 @@ def stored_job(ports: MemoryPorts, job_id: str = "j1", **fields: Any) -> JobReco
     record = JobRecord.model_validate(values)
     ports.jobs.records[job_id] = record
     return record
+
+
+if TYPE_CHECKING:
+    # mypy holds the doubles to the ports' interfaces.
+    def _is_ports(ports: MemoryPorts) -> Ports:
+        return ports

@@ -28,7 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from comfyroute.defaults import MAX_MESSAGE_BYTES
+# Re-exported: clients check their frames against it too.
+from comfyroute.defaults import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 
 # A job id doubles as the Step Functions execution name (1-80 chars, no spaces or
 # wildcards), the ComfyUI prompt_id and an S3 key prefix: keep it to a safe alphabet.
@@ -59,8 +60,6 @@ def _upload_id(v: str) -> str:
 
 
 UploadId = Annotated[str, AfterValidator(_upload_id)]
-
-__all__ = ["MAX_MESSAGE_BYTES"]  # re-exported for the tools; defined in comfyroute.defaults
 
 
 class JobStatus(StrEnum):

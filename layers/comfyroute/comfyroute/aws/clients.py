@@ -7,32 +7,39 @@ at its embedded moto server without the handlers knowing.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+if TYPE_CHECKING:
+    # boto3-stubs (a development dependency): typed calls where the adapters make them.
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
+    from mypy_boto3_dynamodb import DynamoDBServiceResource
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_stepfunctions import SFNClient
+
 _BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
 
 @cache
-def dynamodb() -> Any:
+def dynamodb() -> DynamoDBServiceResource:
     return boto3.resource("dynamodb", config=_BOTO_CONFIG)
 
 
 @cache
-def s3() -> Any:
+def s3() -> S3Client:
     return boto3.client("s3", config=BotoConfig(signature_version="s3v4", retries={"mode": "standard"}))
 
 
 @cache
-def stepfunctions() -> Any:
+def stepfunctions() -> SFNClient:
     return boto3.client("stepfunctions", config=_BOTO_CONFIG)
 
 
 @cache
-def management_api(endpoint_url: str) -> Any:
+def management_api(endpoint_url: str) -> ApiGatewayManagementApiClient:
     # Throttling is left to the caller (notify raises it to Step Functions, which retries
     # with backoff), so only a couple of quick SDK retries here.
     return boto3.client(

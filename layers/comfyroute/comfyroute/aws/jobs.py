@@ -52,16 +52,18 @@ class DynamoJobs:
             )
             if part
         )
+        request: dict[str, Any] = {
+            "Key": {"job_id": change.job_id},
+            "UpdateExpression": expr,
+            "ConditionExpression": _condition(change),
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if values:  # DynamoDB refuses an empty map
+            request["ExpressionAttributeValues"] = values
         try:
-            answer = self.table.update_item(
-                Key={"job_id": change.job_id},
-                UpdateExpression=expr,
-                ConditionExpression=_condition(change),
-                ExpressionAttributeNames=names,
-                **({"ExpressionAttributeValues": values} if values else {}),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            answer = self.table.update_item(**request)
         except ClientError as exc:
             if aws.error_code(exc) != CONDITION_FAILED:
                 raise

@@ -10,8 +10,6 @@ from comfyroute.credentials import Credentials, CredentialsError
 
 CACHE_SECONDS = 300
 
-__all__ = ["CredentialsError", "SecretsManagerCredentials", "load_credentials"]
-
 
 def secret_names(prefix: str, user_id: str) -> tuple[str, str]:
     return f"{prefix}/users/{user_id}", f"{prefix}/default"

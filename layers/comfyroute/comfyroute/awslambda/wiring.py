@@ -233,3 +233,11 @@ def reset() -> None:
     from comfyroute.aws import clients
 
     clients.reset_clients()
+
+
+if TYPE_CHECKING:
+    from comfyroute.ports import Ports
+
+    # mypy holds the wiring (and through it each adapter) to the ports' interfaces.
+    def _is_ports(ports: LambdaPorts) -> Ports:
+        return ports

@@ -260,7 +260,7 @@ class FileRef(NamedTuple):
 class TextRef(NamedTuple):
     node_id: str
     output_name: str
-    index: int
+    position: int  # in the node's list of texts
     text: str
 
 
@@ -845,7 +845,7 @@ class ComfyUIExecutor:
                         node_id=ref.node_id,
                         output_name=ref.output_name,
                         kind="text",
-                        filename=f"{ref.node_id}-text-{ref.index}.txt",
+                        filename=f"{ref.node_id}-text-{ref.position}.txt",
                         content_type="text/plain",
                         data=ref.text.encode("utf-8"),
                     )

@@ -24,7 +24,7 @@ import mimetypes
 import re
 from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import requests
@@ -192,7 +192,7 @@ def _in_progress(output: Any) -> tuple[str | None, Progress | None]:
     return (clip(message) if message else None), progress
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
