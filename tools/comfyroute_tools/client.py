@@ -43,12 +43,12 @@ from comfyroute.protocol import (
     CancelJob,
     EditorWorkflow,
     ErrorMessage,
-    ExecutorKind,
     GetJob,
     JobList,
     JobMessage,
     JobOutput,
     JobRef,
+    JobState,
     JobStatus,
     JobUpdate,
     JobView,
@@ -176,18 +176,11 @@ class DownloadError(ComfyrouteError):
 # --------------------------------------------------------------------------- results
 
 
-class JobResult(BaseModel):
+class JobResult(JobState):
     """Where ``follow`` left a job: its terminal status and every output it produced."""
 
     model_config = ConfigDict(frozen=True)
 
-    job_id: str
-    workflow_id: str | None = None
-    status: JobStatus
-    executor: ExecutorKind | None = None
-    error: str | None = None
-    message: str | None = None
-    duration: float | None = None
     outputs: list[JobOutput] = Field(default_factory=list)
 
     @property

@@ -46,16 +46,21 @@ def reply(ports: Ports, caller: Caller, *messages: BaseModel) -> bool:
 # --------------------------------------------------------------------------- job messages
 
 
+def _state(job: JobRecord) -> dict[str, Any]:
+    """The fields every job message shares (``protocol.JobState``)."""
+    return {
+        "job_id": job.job_id,
+        "workflow_id": job.workflow_id,
+        "status": job.status,
+        "executor": job.executor,
+        "error": job.error,
+        "message": job.message,
+        "duration": job.duration,
+    }
+
+
 def job_update(job: JobRecord) -> JobUpdate:
-    return JobUpdate(
-        job_id=job.job_id,
-        workflow_id=job.workflow_id,
-        status=job.status,
-        executor=job.executor,
-        error=job.error,
-        message=job.message,
-        duration=job.duration,
-    )
+    return JobUpdate(**_state(job))
 
 
 def node_progress(job: JobRecord) -> NodeProgress | None:
@@ -106,15 +111,9 @@ def _fields(out: JobOutput) -> dict[str, Any]:
 
 def job_view(job: JobRecord, outputs: list[JobOutput] | None = None) -> JobView:
     return JobView(
-        job_id=job.job_id,
-        workflow_id=job.workflow_id,
-        status=job.status,
-        executor=job.executor,
-        error=job.error,
-        message=job.message,
+        **_state(job),
         created_at=job.created_at,
         updated_at=job.updated_at,
-        duration=job.duration,
         outputs=outputs or [],
         output_count=len(job.outputs),
     )

@@ -428,8 +428,10 @@ class OutputValue(_Model):
     data: str | None = None  # base64, only when the whole message stays under the limit
 
 
-class JobUpdate(_Model):
-    type: Literal["job_update"] = "job_update"
+class JobState(_Model):
+    """What every job message says of the job: ``job_update`` and the views of ``get_job`` and
+    ``list_jobs``."""
+
     job_id: str
     workflow_id: str | None = None
     status: JobStatus
@@ -437,6 +439,10 @@ class JobUpdate(_Model):
     error: str | None = None
     message: str | None = None
     duration: float | None = None  # seconds since the job was accepted
+
+
+class JobUpdate(JobState):
+    type: Literal["job_update"] = "job_update"
 
 
 class NodeProgress(_Model):
@@ -474,18 +480,11 @@ class JobInput(_Model):
     content_type: str
 
 
-class JobView(_Model):
+class JobView(JobState):
     """One job as ``get_job`` / ``list_jobs`` show it to its owner."""
 
-    job_id: str
-    workflow_id: str | None = None
-    status: JobStatus
-    executor: ExecutorKind | None = None
-    error: str | None = None
-    message: str | None = None
     created_at: float
     updated_at: float
-    duration: float | None = None
     outputs: list[JobOutput] = Field(default_factory=list)
     # How many outputs the job has; job_list leaves `outputs` out to stay small.
     output_count: int = 0

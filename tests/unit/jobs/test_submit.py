@@ -236,3 +236,11 @@ def test_a_resend_of_a_start_that_died_before_the_executor_fails_the_job(ports: 
     assert job.status is JobStatus.FAILED
     assert "interrupted" in (job.error or "")
     assert sent(ports, "job_update")[-1]["status"] == "failed"
+
+
+def test_a_get_job_from_a_new_connection_during_the_start_keeps_the_job_there(ports: MemoryPorts) -> None:
+    # The client reconnected while its run_job was still submitting and asked for the job from
+    # the new connection: the late answer of the first run_job must not take the job back.
+    ports.executor.on_submit = lambda job_id: lifecycle.attach(ports.jobs, job_id, "conn-2")
+    run(ports, prompt=PROMPT)
+    assert ports.jobs.records["j1"].connection_id == "conn-2"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
@@ -17,7 +17,7 @@ from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
 from comfyroute.jobs import lifecycle
 from comfyroute.jobs.cancel import stop_on_executor
-from comfyroute.jobs.record import JobNotFound, JobRecord
+from comfyroute.jobs.record import JobNotFound, JobRecord, Outcome
 from comfyroute.ports import LoopStartFailed, StartInProgress
 from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, RunJobData
 
@@ -46,15 +46,19 @@ class PreparedJob(BaseModel):
 
 class StartAnswer(BaseModel):
     """What a start answers, stored and replayed for a repeated run_job: with the connection
-    the job reports to, so run_job can tell a resend from another connection."""
+    whose run_job started the job, so run_job can tell a resend from another connection."""
 
     job_id: str
     status: JobStatus
     connection_id: str | None = None
 
-    @classmethod
-    def of(cls, job: JobRecord) -> StartAnswer:
-        return cls(job_id=job.job_id, status=job.status, connection_id=job.connection_id)
+
+class Started(NamedTuple):
+    job: JobRecord  # the record the start left
+    by: str | None  # the connection of the run_job that started the job
+
+    def answer(self) -> StartAnswer:
+        return StartAnswer(job_id=self.job.job_id, status=self.job.status, connection_id=self.by)
 
 
 class JobOwnedByAnother(Exception):
@@ -115,29 +119,14 @@ def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
     started: list[JobRecord] = []
 
     def start(request: PreparedJob) -> StartAnswer:
-        job = start_job(ports, request)
-        started.append(job)
-        return StartAnswer.of(job)
+        result = start_job(ports, request)
+        started.append(result.job)
+        return result.answer()
 
     try:
         answer = ports.start_once(prepared, start)
-    except StartInProgress:
-        refusal = messages.error(
-            f"job {prepared.job_id} is already being submitted",
-            "in_progress",
-            request="run_job",
-            job_id=prepared.job_id,
-        )
-        messages.reply(ports, caller, refusal)
-        return
-    except JobOwnedByAnother:
-        refusal = messages.error(
-            f"job_id {prepared.job_id} is already in use; choose another",
-            "conflict",
-            request="run_job",
-            job_id=prepared.job_id,
-        )
-        messages.reply(ports, caller, refusal)
+    except (StartInProgress, JobOwnedByAnother) as exc:
+        messages.reply(ports, caller, _refusal(exc, prepared.job_id))
         return
     except Exception:
         # Unexpected (an AWS outage, a bug): never leave an accepted job queued with no loop.
@@ -163,9 +152,24 @@ def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
     messages.reply(ports, caller, *replies)
 
 
-def start_job(ports: Ports, prepared: PreparedJob) -> JobRecord:
-    """Record the job, submit it to its executor and start its follow loop; answers the record
-    it left. Every failure ends in a recorded ``failed`` job."""
+def _refusal(exc: StartInProgress | JobOwnedByAnother, job_id: str) -> BaseModel:
+    if isinstance(exc, StartInProgress):
+        code, text = "in_progress", f"job {job_id} is already being submitted"
+    else:
+        code, text = "conflict", f"job_id {job_id} is already in use; choose another"
+    return messages.error(text, code, request="run_job", job_id=job_id)
+
+
+def start_job(ports: Ports, prepared: PreparedJob) -> Started:
+    """Record the job, submit it to its executor and start its follow loop. Every failure ends
+    in a recorded ``failed`` job."""
+    created = _create(ports, prepared)
+    if not created.applied:
+        return Started(_resume(ports, prepared, created.job), created.job.connection_id)
+    return Started(_run(ports, prepared), prepared.connection_id)
+
+
+def _create(ports: Ports, prepared: PreparedJob) -> Outcome:
     now = time.time()
     cfg = ports.config
     job_id = prepared.job_id
@@ -183,9 +187,12 @@ def start_job(ports: Ports, prepared: PreparedJob) -> JobRecord:
         node_classes=prepared.node_classes,
         ttl=int(now + cfg.job_ttl_days * 86400),
     )
-    created = lifecycle.create(ports.jobs, record)
-    if not created.applied:
-        return _resume(ports, prepared, created.job)
+    return lifecycle.create(ports.jobs, record)
+
+
+def _run(ports: Ports, prepared: PreparedJob) -> JobRecord:
+    """Submit a newly recorded job and start its loop; the record that leaves."""
+    job_id = prepared.job_id
     if prepared.error or prepared.prompt is None:
         return lifecycle.fail(ports.jobs, job_id, prepared.error or "nothing to run").job
     kind = prepared.executor
