@@ -265,7 +265,7 @@ def test_the_bucket_expires_uploads_on_their_own_short_rule(template: dict[str, 
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert env["UPLOAD_RETENTION_DAYS"] == {"Ref": "UploadRetentionDays"}
     assert int(env["UPLOAD_PRESIGN_SECONDS"]) <= 3600
-    assert int(env["UPLOAD_MAX_BYTES"]) == Config.upload_max_bytes
+    assert int(env["UPLOAD_MAX_BYTES"]) == Config().upload_max_bytes
 
 
 def test_the_bucket_lets_browsers_post_uploads(template: dict[str, Any]) -> None:

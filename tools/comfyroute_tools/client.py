@@ -71,7 +71,8 @@ from comfyroute.protocol import (
     describe_validation_error,
     parse_server_message,
 )
-from comfyroute.text import redact, safe_filename
+from comfyroute.text import NAME_PUNCTUATION, redact
+from comfyroute.text import safe_filename as _safe_name
 from comfyroute_tools.errors import ComfyrouteError, InvalidRequest, UploadFailed, UploadRefused
 from comfyroute_tools.uploads import (
     PLACEHOLDER_UPLOAD_ID,
@@ -811,6 +812,11 @@ class ComfyrouteClient:
 
 
 # --------------------------------------------------------------------------- downloads
+
+def safe_filename(name: str, default: str = "output") -> str:
+    """The server's file name as a local one: one path component, readable punctuation kept."""
+    return _safe_name(name, default, keep=NAME_PUNCTUATION, unicode=True)
+
 
 def _reserve(dest_dir: Path, name: str) -> Path:
     """Create an empty file under a name nobody has, so concurrent downloads never overwrite."""

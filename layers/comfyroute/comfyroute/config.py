@@ -7,7 +7,14 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from comfyroute.defaults import MAX_OUTPUT_BYTES, RUNPOD_API_BASE
+from comfyroute.defaults import (
+    MAX_OUTPUT_BYTES,
+    RUNPOD_API_BASE,
+    UPLOAD_MAX_BYTES,
+    UPLOAD_MAX_WORKFLOW_BYTES,
+    UPLOAD_PRESIGN_SECONDS,
+    UPLOAD_RETENTION_DAYS,
+)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -46,11 +53,10 @@ class Config(NamedTuple):
     # How long Poll listens on ComfyUI's /ws for node progress of a running prompt (0: never).
     comfyui_progress_peek_seconds: float = 0.5
     # Input files and workflows uploaded with presigned POSTs under uploads/ (docs/uploads.md).
-    upload_max_bytes: int = 50 * 1024 * 1024
-    upload_max_workflow_bytes: int = 8 * 1024 * 1024
-    upload_presign_seconds: int = 900
-    # Must match the uploads/ lifecycle rule of the outputs bucket (template.yaml).
-    upload_retention_days: int = 1
+    upload_max_bytes: int = UPLOAD_MAX_BYTES
+    upload_max_workflow_bytes: int = UPLOAD_MAX_WORKFLOW_BYTES
+    upload_presign_seconds: int = UPLOAD_PRESIGN_SECONDS
+    upload_retention_days: int = UPLOAD_RETENTION_DAYS
 
     @classmethod
     def from_env(cls) -> Config:

@@ -19,3 +19,10 @@ RUNPOD_API_BASE = "https://api.runpod.ai/v2"
 
 # Where a user's ComfyUI is when their secret names no address (ComfyUI's own default).
 COMFYUI_ADDR = "127.0.0.1:8188"
+
+# Input files and workflows uploaded with presigned POSTs under uploads/ (docs/uploads.md).
+UPLOAD_MAX_BYTES = 50 * 1024 * 1024
+UPLOAD_MAX_WORKFLOW_BYTES = 8 * 1024 * 1024
+UPLOAD_PRESIGN_SECONDS = 900
+# Must match the uploads/ lifecycle rule of the outputs bucket (template.yaml).
+UPLOAD_RETENTION_DAYS = 1

@@ -13,7 +13,9 @@ from comfyroute.defaults import MAX_TEXT_CHARS
 REDACTED = "[redacted]"
 
 MAX_FILENAME_CHARS = 150
-_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-+=@,() ]")
+# What a file name may hold besides ASCII letters, digits, "_", "." and "-": nothing where it
+# becomes part of an S3 key or a header; these where a person reads or saves it.
+NAME_PUNCTUATION = " ()+,=@"
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
 
 
@@ -35,13 +37,17 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def safe_filename(name: str, default: str = "output") -> str:
+def safe_filename(name: str, default: str = "output", *, keep: str = "", unicode: bool = False) -> str:
     """A file name reduced to one safe path component: no directories or traversal, no hidden or
-    device names, ASCII letters, digits and a few punctuation marks only (S3 keys and
-    Content-Disposition headers take it as it is), bounded length, extension kept."""
+    device names, bounded length, extension kept. Besides ASCII letters, digits, ``_``, ``.``
+    and ``-`` only the characters in ``keep`` (e.g. ``NAME_PUNCTUATION``) and, with ``unicode``,
+    any letter or digit stay; every other character becomes ``_``."""
     base = re.split(r"[\\/]", name)[-1]
     base = "".join(ch for ch in base if ch.isprintable())
-    base = _UNSAFE_FILENAME_CHARS.sub("_", base).strip(" .")
+    base = "".join(
+        ch if ch in keep or ch in "_.-" or (ch.isalnum() and (unicode or ch.isascii())) else "_" for ch in base
+    )
+    base = base.strip(" .")
     if not base:
         return default
     if _WINDOWS_RESERVED.match(base):

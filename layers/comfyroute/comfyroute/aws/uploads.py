@@ -45,8 +45,14 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from comfyroute.aws import clients as aws
-from comfyroute.aws.outputs import safe_filename
 from comfyroute.config import Config
+from comfyroute.defaults import (
+    UPLOAD_MAX_BYTES,
+    UPLOAD_MAX_WORKFLOW_BYTES,
+    UPLOAD_PRESIGN_SECONDS,
+    UPLOAD_RETENTION_DAYS,
+)
+from comfyroute.text import safe_filename
 
 UPLOAD_PREFIX = "uploads/"
 OWNER_FIELD = "x-amz-meta-owner"
@@ -239,10 +245,10 @@ class UploadStore:
         bucket: str,
         *,
         client: Any | None = None,
-        max_bytes: int = Config.upload_max_bytes,
-        max_workflow_bytes: int = Config.upload_max_workflow_bytes,
-        expires_in: int = Config.upload_presign_seconds,
-        retention_days: int = Config.upload_retention_days,
+        max_bytes: int = UPLOAD_MAX_BYTES,
+        max_workflow_bytes: int = UPLOAD_MAX_WORKFLOW_BYTES,
+        expires_in: int = UPLOAD_PRESIGN_SECONDS,
+        retention_days: int = UPLOAD_RETENTION_DAYS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_bytes <= 0 or max_workflow_bytes <= 0:
@@ -401,6 +407,4 @@ class UploadStore:
 
 
 def _is_missing(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return error.get("Code") in ("404", "NoSuchKey", "NotFound") or status == 404
+    return aws.error_code(exc) in ("404", "NoSuchKey", "NotFound") or aws.http_status(exc) == 404

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -71,10 +71,11 @@ class NodeSchema:
 
     def output_slot(self, handle: str) -> int | None:
         """The slot of an output named ``handle``: by name, then case-insensitively, then by its type."""
-        for matches in (
+        checks: tuple[Callable[[OutputSpec], bool], ...] = (
             lambda o: o.name == handle,
             lambda o: o.name.lower() == handle.lower(),
-        ):
+        )
+        for matches in checks:
             for slot, output in enumerate(self.outputs):
                 if matches(output):
                     return slot

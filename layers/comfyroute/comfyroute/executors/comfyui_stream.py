@@ -41,13 +41,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from comfyroute.executors.base import ExecutorStatus, ExecutorUnavailable
+from comfyroute.executors.base import ExecutorStatus, ExecutorUnavailable, Lenient
 from comfyroute.executors.comfyui import FileRef, TextRef, collect_refs
 from comfyroute.protocol import JobStatus
+from comfyroute.text import clip, one_line
 
 logger = logging.getLogger(__name__)
 
-MAX_ERROR_CHARS = 2000
 # websockets logs handshake headers (tunnel tokens) at DEBUG: a logger outside the logging tree
 # that is never enabled, whatever the application configures.
 _SILENT_WS_LOGGER = logging.Logger("comfyroute.comfyui_stream.websocket", level=logging.CRITICAL + 1)
@@ -129,26 +129,21 @@ StreamEvent = PromptStarted | NodeUpdate | NodeProgress | OutputReady | QueueCha
 # --------------------------------------------------------------------------- ComfyUI messages
 
 
-class _Lenient(BaseModel):
-    # ComfyUI grows fields between releases: keep what we know, ignore the rest.
-    model_config = ConfigDict(extra="ignore")
-
-
 NodeRef = str | int
 
 
-class _Message(_Lenient):
+class _Message(Lenient):
     type: str
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-class _Executing(_Lenient):
+class _Executing(Lenient):
     node: NodeRef | None = None
     display_node: NodeRef | None = None
     prompt_id: str | None = None
 
 
-class _Progress(_Lenient):
+class _Progress(Lenient):
     value: float
     max: float
     node: NodeRef | None = None
@@ -156,31 +151,31 @@ class _Progress(_Lenient):
     prompt_id: str | None = None
 
 
-class _NodeProgressState(_Lenient):
+class _NodeProgressState(Lenient):
     value: float = 0
     max: float = 1
     state: str
     display_node_id: NodeRef | None = None
 
 
-class _ProgressState(_Lenient):
+class _ProgressState(Lenient):
     prompt_id: str | None = None
     nodes: dict[str, _NodeProgressState] = Field(default_factory=dict)
 
 
-class _Cached(_Lenient):
+class _Cached(Lenient):
     prompt_id: str | None = None
     nodes: list[NodeRef] = Field(default_factory=list)
 
 
-class _Executed(_Lenient):
+class _Executed(Lenient):
     node: NodeRef
     display_node: NodeRef | None = None
     output: dict[str, Any] | None = None
     prompt_id: str | None = None
 
 
-class _Failure(_Lenient):
+class _Failure(Lenient):
     prompt_id: str | None = None
     node_id: NodeRef | None = None
     node_type: str | None = None
@@ -188,9 +183,9 @@ class _Failure(_Lenient):
     exception_message: str | None = None
 
 
-class _QueueStatus(_Lenient):
-    class _Status(_Lenient):
-        class _ExecInfo(_Lenient):
+class _QueueStatus(Lenient):
+    class _Status(Lenient):
+        class _ExecInfo(Lenient):
             queue_remaining: int | None = None
 
         exec_info: _ExecInfo = Field(default_factory=_ExecInfo)
@@ -199,14 +194,6 @@ class _QueueStatus(_Lenient):
 
 
 # --------------------------------------------------------------------------- pure helpers
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _label(node_id: str | None, node_type: str | None) -> str:
@@ -241,9 +228,9 @@ def failure_status(prompt_id: str, failure: Mapping[str, Any], *, interrupted: b
             message=f"ComfyUI interrupted prompt {prompt_id}" + (f" at {where}" if where else ""),
         )
     exc_type = (info.exception_type or "").strip()
-    exc_msg = _one_line(info.exception_message or "") or "no message"
+    exc_msg = one_line(info.exception_message or "") or "no message"
     what = f"{exc_type}: {exc_msg}" if exc_type else exc_msg
-    return ExecutorStatus(state=JobStatus.FAILED, error=_clip(f"ComfyUI {where or 'an unknown node'} failed: {what}"))
+    return ExecutorStatus(state=JobStatus.FAILED, error=clip(f"ComfyUI {where or 'an unknown node'} failed: {what}"))
 
 
 # --------------------------------------------------------------------------- the interpreter
@@ -483,8 +470,8 @@ class PromptStream:
         out: list[StreamEvent] = []
         if info.node_id is not None:
             exc_type = (info.exception_type or "").strip()
-            exc_msg = _one_line(info.exception_message or "") or "no message"
-            error = _clip(f"{exc_type}: {exc_msg}" if exc_type else exc_msg)
+            exc_msg = one_line(info.exception_message or "") or "no message"
+            error = clip(f"{exc_type}: {exc_msg}" if exc_type else exc_msg)
             out = self._announce(str(info.node_id), NodeState.ERROR, node_type=info.node_type, error=error)
         return out + self._end(status)
 
@@ -762,7 +749,7 @@ class _Follower:
         try:
             status = self._look_fn()
         except ExecutorUnavailable as exc:
-            return self._result(FollowEnd.EXECUTOR_UNREACHABLE, _clip(str(exc), 300))
+            return self._result(FollowEnd.EXECUTOR_UNREACHABLE, clip(str(exc), 300))
         if emit_always or status != self.status:
             self._emit([StatusSeen(status)])
         self.status = status

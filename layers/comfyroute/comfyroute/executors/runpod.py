@@ -44,7 +44,7 @@ from comfyroute.executors.base import (
 from comfyroute.executors.inputs import InputFile, describe_sizes, human_bytes, runpod_images
 from comfyroute.http import DEFAULT_TIMEOUT, make_session
 from comfyroute.protocol import ENDPOINT_ID_PATTERN, ExecutorKind, JobStatus
-from comfyroute.text import clip, redact, safe_filename
+from comfyroute.text import NAME_PUNCTUATION, clip, redact, safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def _from_worker_image(raw: Any, index: int, max_bytes: int) -> OutputFile | Non
         raise ExecutorRejected(
             f"RunPod output.images[{index}] is malformed: {exc.errors(include_url=False)[0]['msg']}"
         ) from None
-    filename = safe_filename(image.filename, default=f"output_{index}.png")
+    filename = safe_filename(image.filename, default=f"output_{index}.png", keep=NAME_PUNCTUATION)
     kind = image.type.lower()
     if kind == "s3_url":
         if not _is_http_url(image.data):
@@ -308,7 +308,7 @@ def _from_message(message: str, max_bytes: int) -> OutputFile:
     text = message.strip()
     if _is_http_url(text):
         name = PurePosixPath(urlsplit(text).path).name or DEFAULT_OUTPUT_FILENAME
-        filename = safe_filename(name, default="output_0.png")
+        filename = safe_filename(name, default="output_0.png", keep=NAME_PUNCTUATION)
         return _image(filename, guess_content_type(filename, "image/png"), url=text)
     data, mime = _decode_base64(text, DEFAULT_OUTPUT_FILENAME, max_bytes)
     filename = DEFAULT_OUTPUT_FILENAME
@@ -498,7 +498,7 @@ class RunPodExecutor:
         if not run.id:
             raise ExecutorRejected(
                 f"RunPod /run on endpoint {self.endpoint_id} answered without a job id: "
-                f"{self._scrub(_clip(json.dumps(answer, default=str), 300))}"
+                f"{self._scrub(clip(json.dumps(answer, default=str), 300))}"
             )
         executor_job_id = _check_job_id(run.id)
         log.info("RunPod job %s submitted for job %s on endpoint %s", executor_job_id, job_id, self.endpoint_id)

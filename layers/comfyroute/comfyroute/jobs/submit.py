@@ -12,7 +12,8 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
 
 from comfyroute import messages
-from comfyroute.conversion.nodetool import GraphError, apply_params, convert_graph, validate_prompt
+from comfyroute.conversion.nodetool import apply_params, convert_graph, validate_prompt
+from comfyroute.conversion.problems import GraphError
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
 from comfyroute.jobs import lifecycle
