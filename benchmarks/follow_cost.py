@@ -53,7 +53,7 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from support.sfn_harness import DEFAULT_DEFINITION, SFN_MOCK_CONFIG, StateMachineHarness  # noqa: E402
 
-from comfyroute.jobstate import next_wait  # noqa: E402
+from comfyroute.jobs.schedule import next_wait  # noqa: E402
 
 DRAFT_DEFINITION = ROOT / "docs" / "following.asl.json"
 # moto logs every IsPresent test of an absent path as an error (the current ASL does the same):
