@@ -31,8 +31,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
+from comfyroute.executors.base import Lenient
 from comfyroute.protocol import JOB_ID_PATTERN
 
 CALLBACK_PATH = "/runpod/callback"
@@ -141,10 +142,10 @@ def run_body_with_webhook(run_body: Mapping[str, Any], url: str) -> dict[str, An
 # --------------------------------------------------------------------------- the body
 
 
-class CallbackHint(BaseModel):
+class CallbackHint(Lenient):
     """The fields of a POSTed status object worth reading; all optional, the rest ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     id: str | None = None
     status: str | None = None
