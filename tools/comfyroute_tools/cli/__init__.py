@@ -21,8 +21,9 @@ from typing import Any, TextIO
 import requests
 
 from comfyroute import __version__
-from comfyroute.conversion.nodetool import GraphError, load_workflow
+from comfyroute.conversion.nodetool import load_workflow
 from comfyroute.conversion.object_info import ObjectInfo, bundled_object_info
+from comfyroute.conversion.problems import GraphError
 from comfyroute.protocol import protocol_json_schema
 from comfyroute_tools.cli.dev import register as register_dev_commands
 from comfyroute_tools.cli.run import register as register_client_commands

@@ -42,7 +42,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, Vali
 
 from comfyroute.conversion.detect import WorkflowKind as WorkflowKindDetected
 from comfyroute.conversion.detect import detect_workflow
-from comfyroute.conversion.nodetool import GraphError, load_workflow
+from comfyroute.conversion.nodetool import load_workflow
+from comfyroute.conversion.problems import GraphError
 from comfyroute.protocol import (
     JOB_ID_PATTERN,
     MAX_MESSAGE_BYTES,
