@@ -6,5 +6,5 @@ from comfyroute.jobs.notify import notify_job
 handler = task_handler(
     NotifyEvent,
     lambda ports, ev: notify_job(ports, ev.job_id, final=ev.final, failure=ev.failure),
-    uses=("jobs", "connections", "outputs", "pusher"),
+    uses=("jobs", "connections", "outputs", "pusher", "message_log"),
 )

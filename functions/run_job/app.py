@@ -5,5 +5,5 @@ from comfyroute.jobs.submit import run_job
 
 handler = websocket_handler(
     {"run_job": lambda ports, caller, cmd: run_job(ports, caller, cmd.data)},
-    uses=("jobs", "workflows", "start_once", "executors", "state_machine"),
+    uses=("jobs", "workflows", "start_once", "executors", "state_machine", "message_log"),
 )

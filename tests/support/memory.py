@@ -260,6 +260,43 @@ class MemoryStartOnce:
         return answer
 
 
+class MemoryMessageLog:
+    """``ports.MessageLog``: each job's messages in order, with their numbers."""
+
+    def __init__(self) -> None:
+        self.logged: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        self.counters: dict[str, int] = defaultdict(int)
+        self.ttls: dict[str, int | None] = {}
+
+    def append(self, job_id: str, messages: Sequence[dict[str, Any]], *, ttl: int | None) -> list[int]:
+        first = self.counters[job_id] + 1
+        self.counters[job_id] += len(messages)
+        seqs = list(range(first, self.counters[job_id] + 1))
+        self.logged[job_id].extend(zip(seqs, [dict(m) for m in messages], strict=True))
+        self.ttls.setdefault(job_id, ttl)
+        return seqs
+
+    def last_seq(self, job_id: str) -> int:
+        return self.counters.get(job_id, 0)
+
+    def read(self, job_id: str, after: int, upto: int, *, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        return [(s, dict(m)) for s, m in self.logged.get(job_id, []) if after < s <= upto][:limit]
+
+
+class MemoryJobAttach:
+    """``ports.JobAttach`` over a ``MemoryJobs``: the same condition as the DynamoDB update."""
+
+    def __init__(self, jobs: MemoryJobs) -> None:
+        self.jobs = jobs
+
+    def attach(self, job_id: str, user_id: str, connection_id: str) -> bool:
+        job = self.jobs.records.get(job_id)
+        if job is None or job.user_id != user_id or job.status.terminal:
+            return False
+        self.jobs.records[job_id] = job.model_copy(update={"connection_id": connection_id, "updated_at": time.time()})
+        return True
+
+
 @dataclass
 class MemoryPorts:
     """``comfyroute.ports.Ports`` in memory."""
@@ -275,6 +312,11 @@ class MemoryPorts:
     credentials: MemoryCredentials = field(default_factory=MemoryCredentials)
     executors: FakeExecutors = field(default_factory=FakeExecutors)
     start_once: MemoryStartOnce = field(default_factory=MemoryStartOnce)
+    message_log: MemoryMessageLog = field(default_factory=MemoryMessageLog)
+    job_attach: MemoryJobAttach = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.job_attach = MemoryJobAttach(self.jobs)
 
     @property
     def executor(self) -> FakeExecutor:

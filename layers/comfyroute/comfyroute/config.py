@@ -33,6 +33,7 @@ class Config(NamedTuple):
 
     connections_table: str = "comfyroute-connections"
     jobs_table: str = "comfyroute-jobs"
+    job_messages_table: str = "comfyroute-job-messages"
     workflows_table: str = "comfyroute-workflows"
     idempotency_table: str = "comfyroute-idempotency"
     api_keys_table: str = "comfyroute-api-keys"
@@ -58,13 +59,19 @@ class Config(NamedTuple):
     upload_presign_seconds: int = UPLOAD_PRESIGN_SECONDS
     upload_retention_days: int = UPLOAD_RETENTION_DAYS
 
+    # `comfyroute dev --nodetool` only (never set by template.yaml): a connection from loopback
+    # without a token is this user, as nodetool's client sends no key on localhost.
+    dev_anonymous_user: str = ""
+
     @classmethod
     def from_env(cls) -> Config:
         e = os.environ.get
         d = cls()
         return cls(
             connections_table=e("CONNECTIONS_TABLE", d.connections_table),
+            dev_anonymous_user=e("DEV_ANONYMOUS_USER", d.dev_anonymous_user),
             jobs_table=e("JOBS_TABLE", d.jobs_table),
+            job_messages_table=e("JOB_MESSAGES_TABLE", d.job_messages_table),
             workflows_table=e("WORKFLOWS_TABLE", d.workflows_table),
             idempotency_table=e("IDEMPOTENCY_TABLE", d.idempotency_table),
             api_keys_table=e("API_KEYS_TABLE", d.api_keys_table),
@@ -81,9 +88,7 @@ class Config(NamedTuple):
             max_output_bytes=_env_int("MAX_OUTPUT_BYTES", d.max_output_bytes),
             presign_seconds=_env_int("PRESIGN_SECONDS", d.presign_seconds),
             runpod_execution_timeout_ms=_env_int("RUNPOD_EXECUTION_TIMEOUT_MS", d.runpod_execution_timeout_ms),
-            comfyui_progress_peek_seconds=_env_float(
-                "COMFYUI_PROGRESS_PEEK_SECONDS", d.comfyui_progress_peek_seconds
-            ),
+            comfyui_progress_peek_seconds=_env_float("COMFYUI_PROGRESS_PEEK_SECONDS", d.comfyui_progress_peek_seconds),
             upload_max_bytes=_env_int("UPLOAD_MAX_BYTES", d.upload_max_bytes),
             upload_max_workflow_bytes=_env_int("UPLOAD_MAX_WORKFLOW_BYTES", d.upload_max_workflow_bytes),
             upload_presign_seconds=_env_int("UPLOAD_PRESIGN_SECONDS", d.upload_presign_seconds),

@@ -7,8 +7,11 @@ Light at import (protocol only): the default route, which answers ping, loads th
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from comfyroute.defaults import MAX_MESSAGE_BYTES
 from comfyroute.protocol import (
@@ -16,9 +19,13 @@ from comfyroute.protocol import (
     JobList,
     JobMessage,
     JobOutput,
+    JobStatus,
     JobUpdate,
     JobView,
     NodeProgress,
+    NodeStatus,
+    NodeUpdate,
+    OutputMetadata,
     OutputUpdate,
     OutputValue,
     Pong,
@@ -28,8 +35,6 @@ from comfyroute.protocol import (
 )
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from comfyroute.executors.base import OutputFile
     from comfyroute.jobs.record import JobRecord
     from comfyroute.ports import Caller, OutputStore, Ports
@@ -60,7 +65,7 @@ def _state(job: JobRecord) -> dict[str, Any]:
 
 
 def job_update(job: JobRecord) -> JobUpdate:
-    return JobUpdate(**_state(job))
+    return JobUpdate(**_state(job), queue_position=job.queue_position if job.status is JobStatus.QUEUED else None)
 
 
 def node_progress(job: JobRecord) -> NodeProgress | None:
@@ -82,7 +87,9 @@ def job_output(output: OutputFile, uri: str | None) -> JobOutput:
         node_name=output.node_name or output.node_id,
         output_name=output.output_name,
         output_type=output.kind,
-        value=OutputValue(uri=uri, filename=output.filename, content_type=output.content_type, size=output.size),
+        value=OutputValue(
+            type=output.kind, uri=uri, filename=output.filename, content_type=output.content_type, size=output.size
+        ),
     )
 
 
@@ -92,10 +99,12 @@ def output_updates(job: JobRecord, store: OutputStore, presign_seconds: int) -> 
     updates = []
     for stored in job.outputs:
         out = job_output(stored, store.presign(stored, presign_seconds))
-        update = OutputUpdate(job_id=job.job_id, workflow_id=job.workflow_id, **_fields(out))
+        metadata = OutputMetadata(filename=stored.filename, content_type=stored.content_type, size=stored.size)
+        update = OutputUpdate(job_id=job.job_id, workflow_id=job.workflow_id, metadata=metadata, **_fields(out))
         head = len(encode(update).encode())
-        # base64 grows by 4/3; 16 bytes more for the `"data":"",` key.
-        if stored.key and stored.size and head + (stored.size + 2) // 3 * 4 + 16 <= MAX_MESSAGE_BYTES:
+        # base64 grows by 4/3; 16 bytes more for the `"data":"",` key and 32 for the job_seq
+        # the stream adds when it is pushed.
+        if stored.key and stored.size and head + (stored.size + 2) // 3 * 4 + 48 <= MAX_MESSAGE_BYTES:
             data = store.read(stored)
             if data is not None:
                 value = update.value.model_copy(update={"data": base64.b64encode(data).decode()})
@@ -130,6 +139,53 @@ def job_list(jobs: list[JobRecord]) -> JobList:
     return JobList(jobs=[job_view(j) for j in jobs])
 
 
+# --------------------------------------------------------------------------- node updates
+
+
+def node_update(
+    job: JobRecord,
+    node_id: str,
+    status: NodeStatus,
+    *,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    cached: bool | None = None,
+) -> NodeUpdate:
+    """One node's state as nodetool shows it; ``node_type`` is the graph's ``comfy.<class>``.
+    The one builder of ``node_update``: from ComfyUI's history at the end here, and from
+    whatever follows the executor live."""
+    class_type = job.node_classes.get(node_id) or ""
+    return NodeUpdate(
+        job_id=job.job_id,
+        workflow_id=job.workflow_id,
+        node_id=node_id,
+        node_name=class_type or node_id,
+        node_type=f"comfy.{class_type}" if class_type else "comfy",
+        status=status,
+        error=error,
+        result=result,
+        cached=cached,
+    )
+
+
+def final_node_updates(job: JobRecord) -> list[NodeUpdate]:
+    """Every node's outcome once the job has ended, in the prompt's order: what the executor
+    reported per node (``job.node_states``: completed, cached, error), else, for a completed
+    job, every node completed (RunPod reports no nodes)."""
+    states = dict(job.node_states)
+    if not states and job.status is JobStatus.COMPLETED:
+        states = dict.fromkeys(job.node_classes, "completed")
+    order = {nid: i for i, nid in enumerate(job.node_classes)}
+    updates = []
+    for node_id in sorted(states, key=lambda nid: (order.get(nid, len(order)), nid)):
+        state = states[node_id]
+        if state == "error":
+            updates.append(node_update(job, node_id, "error", error=job.error or "the node failed"))
+        else:
+            updates.append(node_update(job, node_id, "completed", cached=True if state == "cached" else None))
+    return updates
+
+
 # --------------------------------------------------------------------------- other messages
 
 
@@ -146,20 +202,32 @@ def error(
 
 def rejected(exc: ProtocolError) -> ErrorMessage:
     """The answer to a frame that could not be accepted."""
-    return error(exc.message, exc.code, request=exc.command)
+    return error(exc.message, exc.code, request=exc.command, job_id=exc.job_id, workflow_id=exc.workflow_id)
+
+
+def refusal(exc: ProtocolError) -> list[BaseModel]:
+    """Everything a refused frame is answered with: the ``error``, and for a ``run_job`` that
+    named its job a ``job_update failed`` too — nodetool ends a run on a job_update only and
+    never looks at errors. (The job is not recorded: it was never accepted.)"""
+    answer: list[BaseModel] = [rejected(exc)]
+    if exc.command == "run_job" and exc.job_id:
+        answer.append(
+            JobUpdate(job_id=exc.job_id, workflow_id=exc.workflow_id, status=JobStatus.FAILED, error=exc.message)
+        )
+    return answer
 
 
 def internal_error(request: str | None) -> ErrorMessage:
     return error("internal error; the request was not completed", "internal", request=request)
 
 
-def job_not_found(job_id: str, request: str) -> ErrorMessage:
+def job_not_found(job_id: str, request: str, workflow_id: str | None = None) -> ErrorMessage:
     # Someone else's job looks exactly like a missing one.
-    return error(f"job {job_id} not found", "not_found", request=request, job_id=job_id)
+    return error(f"job {job_id} not found", "not_found", request=request, job_id=job_id, workflow_id=workflow_id)
 
 
 def pong() -> Pong:
-    return Pong()
+    return Pong(ts=round(time.time(), 3))
 
 
 def workflow_saved(workflow_id: str, settings: Mapping[str, Any]) -> WorkflowSaved:

@@ -146,6 +146,31 @@ class Pusher(Protocol):
         ...
 
 
+class MessageLog(Protocol):
+    """Every message of a job's stream, numbered per job (``job_seq``) and kept while the job is."""
+
+    def append(self, job_id: str, messages: Sequence[dict[str, Any]], *, ttl: int | None) -> list[int]:
+        """Keep ``messages`` (in order) under the job's next numbers, and return those numbers."""
+        ...
+
+    def last_seq(self, job_id: str) -> int:
+        """The job's newest number (0: nothing logged)."""
+        ...
+
+    def read(self, job_id: str, after: int, upto: int, *, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """``(job_seq, message)`` for ``after < job_seq <= upto``, oldest first, at most ``limit``."""
+        ...
+
+
+class JobAttach(Protocol):
+    """What ``$connect`` does with nodetool's ``resume_job``, without the job rules loaded."""
+
+    def attach(self, job_id: str, user_id: str, connection_id: str) -> bool:
+        """The job's pushes go to ``connection_id`` from now on, if it is ``user_id``'s and
+        still active (one conditional write); whether it was."""
+        ...
+
+
 class CredentialSource(Protocol):
     def load(self, user_id: str) -> Credentials:
         """The user's executor credentials (``CredentialsError`` when their secret is unusable)."""
@@ -200,3 +225,9 @@ class Ports(Protocol):
 
     @property
     def start_once(self) -> StartOnce: ...
+
+    @property
+    def message_log(self) -> MessageLog: ...
+
+    @property
+    def job_attach(self) -> JobAttach: ...

@@ -12,9 +12,10 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from pydantic import (
     AfterValidator,
@@ -95,11 +96,23 @@ DEFAULT_LIMITS = Limits()
 class ProtocolError(ValueError):
     """A client frame that cannot be accepted; ``str()`` is safe to send back to the client."""
 
-    def __init__(self, message: str, *, code: str = "bad_request", command: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "bad_request",
+        command: str | None = None,
+        job_id: str | None = None,
+        workflow_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.command = command
+        # The ids the refused frame names, when they are well formed: nodetool routes an
+        # error to a run by them and drops one without.
+        self.job_id = job_id
+        self.workflow_id = workflow_id
 
 
 # Every model builds its validator on first use, not at import: each handler uses a few of
@@ -296,7 +309,16 @@ def _quoted(names: list[str] | tuple[str, ...], last: str) -> str:
 # --------------------------------------------------------------------------- client commands
 
 
+def _dropped(value: Any) -> None:
+    """What a field the server never uses becomes once it is accepted: nothing, so it cannot
+    reach a log, a record or an error message."""
+    return None
+
+
 class RunJobData(_Model):
+    """run_job's data: comfyroute's fields, and every field nodetool's ``WorkflowRunner.run``
+    sets, accepted by name (docs/nodetool.md says which are used). Anything else is refused."""
+
     job_id: JobId | None = None
     workflow_id: WorkflowId | None = None
     graph: Graph | None = None
@@ -314,6 +336,25 @@ class RunJobData(_Model):
     @classmethod
     def _files_unique(cls, v: list[InputFileRef] | None) -> list[InputFileRef] | None:
         return _unique_names(v)
+    # nodetool's run_job_request fields. Only job_type is checked ("workflow" is the only kind
+    # comfyroute runs); the rest describe nodetool's own server and are ignored.
+    type: Literal["run_job_request"] | None = None
+    job_type: Literal["workflow"] | None = None
+    api_url: str | None = Field(default=None, max_length=2048)
+    execution_strategy: str | None = Field(default=None, max_length=64)
+    explicit_types: bool | None = None
+    resource_limits: dict[str, Any] | None = None
+    job_name: str | None = Field(default=None, max_length=200)
+    concurrent: bool | None = None
+    # Never used: the user is the one the connection's token belongs to, and nodetool's
+    # auth_token (its Supabase session, or "local_token") is not comfyroute's. Dropped at parse.
+    user_id: None = Field(default=None, exclude=True, repr=False)
+    auth_token: None = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("user_id", "auth_token", mode="before")
+    @classmethod
+    def _never_kept(cls, value: Any) -> None:
+        return _dropped(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> RunJobData:
@@ -330,6 +371,17 @@ class RunJobData(_Model):
 
 class JobRef(_Model):
     job_id: JobId
+    # nodetool names the workflow beside the job; when given it must be the job's.
+    workflow_id: WorkflowId | None = None
+
+
+class ReconnectJobData(_Model):
+    """nodetool's reconnect_job: follow ``job_id`` on this connection, replaying every
+    message after ``last_seq`` (all of them without it)."""
+
+    job_id: JobId
+    workflow_id: WorkflowId | None = None
+    last_seq: int | None = Field(default=None, ge=0, le=2**53 - 1)
 
 
 class ListJobsData(_Model):
@@ -366,42 +418,90 @@ class Empty(_Model):
     pass
 
 
-class RunJob(_Model):
+class _Command(_Model):
+    """A client command. nodetool's envelope repeats the command as ``type``
+    (``{type: "run_job", command: "run_job", data}``): accepted when it says the same."""
+
+    command: str
+    type: str | None = None
+
+    @model_validator(mode="after")
+    def _type_is_the_command(self) -> Self:
+        if self.type is not None and self.type != self.command:
+            raise ValueError(f"type '{self.type[:64]}' differs from command '{self.command}'")
+        return self
+
+
+class RunJob(_Command):
     command: Literal["run_job"]
     data: RunJobData
 
 
-class CancelJob(_Model):
+class CancelJob(_Command):
     command: Literal["cancel_job"]
     data: JobRef
 
 
-class GetJob(_Model):
+class GetJob(_Command):
     command: Literal["get_job"]
     data: JobRef
 
 
-class ListJobs(_Model):
+class ListJobs(_Command):
     command: Literal["list_jobs"]
     data: ListJobsData = Field(default_factory=ListJobsData)
 
 
-class SaveWorkflow(_Model):
+class SaveWorkflow(_Command):
     command: Literal["save_workflow"]
     data: SaveWorkflowData
 
 
-class Ping(_Model):
+class ReconnectJob(_Command):
+    command: Literal["reconnect_job"]
+    data: ReconnectJobData
+
+
+class Ping(_Command):
+    """``{"command": "ping"}``, or nodetool's heartbeat ``{type: "ping", ts}``."""
+
     command: Literal["ping"]
     data: Empty = Field(default_factory=Empty)
+    ts: float | None = None
 
 
-class RequestUpload(_Model):
+class RequestUpload(_Command):
     command: Literal["request_upload"]
     data: RequestUploadData
 
 
-AnyCommand = RunJob | CancelJob | GetJob | ListJobs | SaveWorkflow | Ping | RequestUpload
+class ClientPong(_Command):
+    """nodetool's answer to a server ping (comfyroute sends none): accepted, not answered."""
+
+    command: Literal["pong"]
+    ts: float | None = None
+
+
+class ToolsManifest(_Command):
+    """nodetool's ``client_tools_manifest``, sent on every open: the browser tools it offers to
+    an agent. comfyroute runs no agent: accepted without an answer (see docs/nodetool.md)."""
+
+    command: Literal["client_tools_manifest"]
+    tools: list[Any] = Field(default_factory=list, max_length=1000)
+
+
+AnyCommand = (
+    RunJob
+    | CancelJob
+    | GetJob
+    | ListJobs
+    | SaveWorkflow
+    | ReconnectJob
+    | Ping
+    | ClientPong
+    | ToolsManifest
+    | RequestUpload
+)
 ClientCommand = Annotated[AnyCommand, Field(discriminator="command")]
 # parse_command validates a frame with its own command's model, so a route builds the
 # validators of the commands it is sent and no others.
@@ -411,16 +511,27 @@ COMMAND_MODELS: dict[str, type[AnyCommand]] = {
     "get_job": GetJob,
     "list_jobs": ListJobs,
     "save_workflow": SaveWorkflow,
+    "reconnect_job": ReconnectJob,
     "ping": Ping,
     "request_upload": RequestUpload,
+    "pong": ClientPong,
+    "client_tools_manifest": ToolsManifest,
 }
 COMMANDS: tuple[str, ...] = tuple(COMMAND_MODELS)
+# nodetool's frames that carry no ``command``, only ``type`` (WebSocketManager's liveness
+# frames, GlobalWebSocketManager's tools manifest).
+CONTROL_FRAMES = frozenset({"ping", "pong", "client_tools_manifest"})
+# nodetool commands comfyroute does not serve: each answered with one ``unsupported`` error
+# naming it (with the job's ids, so nodetool can route it).
+UNSUPPORTED_COMMANDS: tuple[str, ...] = ("pause_job", "resume_job", "stream_input", "end_input_stream")
 
 
 # --------------------------------------------------------------------------- server messages
 
 
 class OutputValue(_Model):
+    # What nodetool's output renderer keys on: image, video, audio, text, latent, file.
+    type: str | None = None
     uri: str | None = None
     filename: str
     content_type: str
@@ -441,8 +552,19 @@ class JobState(_Model):
     duration: float | None = None  # seconds since the job was accepted
 
 
+class OutputMetadata(_Model):
+    """nodetool's ``output_update.metadata`` (its schema requires one)."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
 class JobUpdate(JobState):
     type: Literal["job_update"] = "job_update"
+    queue_position: int | None = None  # 1 = next to run, when the executor reports it
+    # Per job, 1, 2, 3, ... on every message of the job's stream (nodetool's replay cursor).
+    job_seq: int | None = None
 
 
 class NodeProgress(_Model):
@@ -452,6 +574,27 @@ class NodeProgress(_Model):
     node_id: str
     progress: float
     total: float
+    job_seq: int | None = None
+
+
+NodeStatus = Literal["running", "completed", "error"]
+
+
+class NodeUpdate(_Model):
+    """One node's state, in nodetool's shape: ``node_type`` is the graph's ``comfy.<class>``."""
+
+    type: Literal["node_update"] = "node_update"
+    job_id: str
+    workflow_id: str | None = None
+    node_id: str
+    node_name: str
+    node_type: str
+    status: NodeStatus
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    # ComfyUI did not run the node: its result from an earlier prompt was reused.
+    cached: bool | None = None
+    job_seq: int | None = None
 
 
 class JobOutput(_Model):
@@ -470,6 +613,21 @@ class OutputUpdate(JobOutput):
     type: Literal["output_update"] = "output_update"
     job_id: str
     workflow_id: str | None = None
+    metadata: OutputMetadata | None = None
+    job_seq: int | None = None
+
+
+class JobResumed(_Model):
+    """The answer to ``reconnect_job``, before the replay (nodetool's ``job_resumed``):
+    ``last_seq`` is the job's newest message, ``replay_count`` how many follow."""
+
+    type: Literal["job_resumed"] = "job_resumed"
+    job_id: str
+    workflow_id: str | None = None
+    status: Literal["running", "finished", "unknown"]
+    last_seq: int
+    replay_count: int
+    replay_incomplete: bool = False
 
 
 class JobInput(_Model):
@@ -518,6 +676,7 @@ class ErrorMessage(_Model):
 
 class Pong(_Model):
     type: Literal["pong"] = "pong"
+    ts: float | None = None  # server time, seconds (nodetool's pong schema requires it)
 
 
 class UploadReady(_Model):
@@ -537,8 +696,21 @@ class UploadReady(_Model):
     ref: str | None = None  # echoed from the request
 
 
+# The messages of a job's stream: numbered (job_seq), logged and replayed on reconnect_job.
+JobStreamMessage = JobUpdate | NodeProgress | NodeUpdate | OutputUpdate
+
 ServerMessage = Annotated[
-    JobUpdate | NodeProgress | OutputUpdate | JobMessage | JobList | WorkflowSaved | ErrorMessage | Pong | UploadReady,
+    JobUpdate
+    | NodeProgress
+    | NodeUpdate
+    | OutputUpdate
+    | JobResumed
+    | JobMessage
+    | JobList
+    | WorkflowSaved
+    | ErrorMessage
+    | Pong
+    | UploadReady,
     Field(discriminator="type"),
 ]
 
@@ -589,7 +761,7 @@ def describe_validation_error(err: ValidationError, *, prefix: tuple[str, ...] =
 
 
 def parse_command(body: str | bytes | None, limits: Limits = DEFAULT_LIMITS) -> ClientCommand:
-    """The typed client command in a raw frame, or a ``ProtocolError`` naming what is wrong."""
+    """The typed client command in a raw JSON frame, or a ``ProtocolError`` naming what is wrong."""
     if body is None or body in ("", b""):
         raise ProtocolError('empty message: send a JSON object {"command": ..., "data": {...}}')
     size = len(body.encode() if isinstance(body, str) else body)
@@ -604,24 +776,68 @@ def parse_command(body: str | bytes | None, limits: Limits = DEFAULT_LIMITS) -> 
         raise ProtocolError(f"message is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ProtocolError(f"message must be a JSON object, not {type(raw).__name__}")
+    return command_from_frame(raw, limits)
+
+
+def command_name(raw: Mapping[str, Any]) -> str | None:
+    """The command a decoded frame asks for: ``command``, or for nodetool's control frames
+    (``{type: "ping", ts}``, which have no ``command``) its ``type``."""
     command = raw.get("command")
-    if not isinstance(command, str):
-        raise ProtocolError(f"'command' is missing; known commands: {', '.join(COMMANDS)}")
+    if command is None and raw.get("type") in CONTROL_FRAMES:
+        command = raw["type"]
+    return command if isinstance(command, str) else None
+
+
+def frame_ids(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The well-formed ``data.job_id`` and ``data.workflow_id`` of a frame, for the errors about it."""
+    data = raw.get("data")
+    if not isinstance(data, Mapping):
+        return None, None
+    job_id, workflow_id = data.get("job_id"), data.get("workflow_id")
+    return (
+        job_id if isinstance(job_id, str) and re.match(JOB_ID_PATTERN, job_id) else None,
+        workflow_id if isinstance(workflow_id, str) and re.match(WORKFLOW_ID_PATTERN, workflow_id) else None,
+    )
+
+
+def command_from_frame(raw: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> ClientCommand:
+    """The typed command of a decoded frame (``frames.decode_frame``: JSON or MessagePack)."""
+    command = command_name(raw)
+    job_id, workflow_id = frame_ids(raw)
+    if command is None:
+        raise ProtocolError(
+            f"'command' is missing; known commands: {', '.join(COMMANDS)}", job_id=job_id, workflow_id=workflow_id
+        )
+    if command in UNSUPPORTED_COMMANDS:
+        raise ProtocolError(
+            f"'{command}' is not supported by comfyroute (supported: {', '.join(COMMANDS)})",
+            code="unsupported",
+            command=command,
+            job_id=job_id,
+            workflow_id=workflow_id,
+        )
     if command not in COMMANDS:
         raise ProtocolError(
             f"unknown command '{command[:64]}'; known commands: {', '.join(COMMANDS)}",
             code="unknown_command",
+            job_id=job_id,
+            workflow_id=workflow_id,
         )
+    frame = dict(raw)
+    frame.setdefault("command", command)
     try:
-        parsed = COMMAND_MODELS[command].model_validate(raw)
+        parsed = COMMAND_MODELS[command].model_validate(frame)
     except ValidationError as exc:
-        raise ProtocolError(describe_validation_error(exc), command=command) from None
+        raise ProtocolError(
+            describe_validation_error(exc), command=command, job_id=job_id, workflow_id=workflow_id
+        ) from None
     _check_limits(parsed, limits)
     return parsed
 
 
 def _check_limits(cmd: ClientCommand, limits: Limits) -> None:
-    graph = getattr(cmd.data, "graph", None)
+    data = getattr(cmd, "data", None)
+    graph = getattr(data, "graph", None)
     if graph is not None:
         if len(graph.nodes) > limits.max_nodes:
             raise ProtocolError(
@@ -635,14 +851,14 @@ def _check_limits(cmd: ClientCommand, limits: Limits) -> None:
                 code="too_large",
                 command=cmd.command,
             )
-    prompt = getattr(cmd.data, "prompt", None)
+    prompt = getattr(data, "prompt", None)
     if prompt is not None and len(prompt) > limits.max_nodes:
         raise ProtocolError(
             f"data.prompt: {len(prompt)} nodes; the limit is {limits.max_nodes}",
             code="too_large",
             command=cmd.command,
         )
-    workflow = getattr(cmd.data, "workflow", None)
+    workflow = getattr(data, "workflow", None)
     if workflow is not None:
         nodes, links = workflow.counts()
         if nodes > limits.max_nodes:
@@ -657,7 +873,7 @@ def _check_limits(cmd: ClientCommand, limits: Limits) -> None:
                 code="too_large",
                 command=cmd.command,
             )
-    files = getattr(cmd.data, "files", None)
+    files = getattr(data, "files", None)
     if files is not None and len(files) > limits.max_files:
         raise ProtocolError(
             f"data.files: {len(files)} files; the limit is {limits.max_files}",

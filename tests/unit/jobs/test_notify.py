@@ -45,7 +45,8 @@ def test_the_final_notify_sends_every_output_inline_only_when_it_fits_one_frame(
     small, big = b"\x89PNG small", b"\0" * MAX_MESSAGE_BYTES
     outputs = [stored_output(ports, "small.png", small), stored_output(ports, "big.png", big)]
     stored_job(ports, status=JobStatus.COMPLETED, outputs=outputs, finished_at=1.0)
-    assert notify_job(ports, "j1", final=True).sent == 3
+    # job_update, the SaveImage node's node_update, both outputs
+    assert notify_job(ports, "j1", final=True).sent == 4
     first, second = ports.pusher.messages(CONN, "output_update")
     assert base64.b64decode(first["value"]["data"]) == small
     assert first["value"]["uri"] == "memory://jobs/j1/small.png?expires=3600"

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     # boto3-stubs (a development dependency): typed calls where the adapters make them.
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
     from mypy_boto3_dynamodb import DynamoDBServiceResource
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -49,9 +50,15 @@ def management_api(endpoint_url: str) -> ApiGatewayManagementApiClient:
     )
 
 
+@cache
+def lambda_client() -> LambdaClient:
+    # $default hands commands on with asynchronous invokes: quick, and retried by Lambda itself.
+    return boto3.client("lambda", config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3))
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch moto mocks and environments between cases)."""
-    for fn in (dynamodb, s3, stepfunctions, management_api):
+    for fn in (dynamodb, s3, stepfunctions, management_api, lambda_client):
         fn.cache_clear()
 
 

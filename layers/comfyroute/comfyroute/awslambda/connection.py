@@ -7,6 +7,7 @@ table it uses.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from comfyroute import auth
@@ -17,14 +18,25 @@ from comfyroute.awslambda.wiring import get_ports, preload
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# protocol.JOB_ID_PATTERN, repeated: importing protocol would load pydantic on every connect.
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
 
 def authorizer_handler() -> Handler:
-    """The ``token`` query parameter -> Allow with ``context.user_id``, else Deny."""
+    """The token (``?api_key=``, ``?token=`` or ``Authorization: Bearer``) -> Allow with
+    ``context.user_id``, else Deny. The template gives the authorizer no identity source (API
+    Gateway would answer 401 itself unless that one source is present), so a connection
+    without any token reaches this function and is refused here."""
     preload(["api_keys"])
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         request = AuthorizerRequest.of(event)
         if not request.token:
+            anonymous = get_ports().config.dev_anonymous_user
+            if anonymous and request.from_loopback:
+                # `comfyroute dev --nodetool`: nodetool's client sends no key on localhost.
+                logger.info("anonymous loopback connection", extra={"user_id": anonymous})
+                return request.policy(anonymous, allow=True, context={"user_id": anonymous})
             # API Gateway answers 401 for this exact message.
             raise Exception("Unauthorized")
         user_id = auth.authenticate(get_ports().api_keys, request.token)
@@ -38,15 +50,22 @@ def authorizer_handler() -> Handler:
 
 
 def connect_handler() -> Handler:
-    preload(["connections"])
+    """Remember the connection and its user; with nodetool's ``?resume_job=<job_id>``, the
+    user's active job follows this connection from now on (someone else's is left alone)."""
+    preload(["connections", "job_attach"])
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         request = WebSocketRequest.of(event)
         if not request.user_id:
             return {"statusCode": 401}
         logger.append_keys(connection_id=request.connection_id)
-        get_ports().connections.put(request.connection_id, request.user_id)
+        ports = get_ports()
+        ports.connections.put(request.connection_id, request.user_id)
         logger.info("connected", extra={"user_id": request.user_id})
+        job_id = request.resume_job
+        if job_id and _JOB_ID.match(job_id):
+            attached = ports.job_attach.attach(job_id, request.user_id, request.connection_id)
+            logger.info("resume_job", extra={"job_id": job_id, "attached": attached})
         return {"statusCode": 200}
 
     return instrument(handler, trace=False)

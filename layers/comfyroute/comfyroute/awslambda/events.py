@@ -44,12 +44,15 @@ class WebSocketRequest(NamedTuple):
     # What our authorizer put in its policy's context, as API Gateway passes it on.
     user_id: str | None = None
     body: str | None = None
+    # $connect only: nodetool's ``?resume_job=<job_id>`` while a run is in flight.
+    resume_job: str | None = None
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> WebSocketRequest:
         ctx = _context(event)
         authorizer = ctx.get("authorizer")
         body = event.get("body")
+        query = event.get("queryStringParameters")
         return cls(
             connection_id=_field(ctx, "connectionId", "requestContext"),
             route_key=_field(ctx, "routeKey", "requestContext"),
@@ -57,6 +60,7 @@ class WebSocketRequest(NamedTuple):
             stage=_optional(ctx, "stage"),
             user_id=_optional(authorizer, "user_id") if isinstance(authorizer, Mapping) else None,
             body=body if isinstance(body, str) else None,
+            resume_job=_optional(query, "resume_job") if isinstance(query, Mapping) else None,
         )
 
     @property
@@ -67,18 +71,48 @@ class WebSocketRequest(NamedTuple):
         return f"https://{self.domain_name}/{self.stage}"
 
 
+def token_of(query: Any, headers: Any) -> str | None:
+    """The API token a connection presents: ``?api_key=`` (nodetool's name), ``?token=``, or
+    ``Authorization: Bearer <token>`` (clients that can set headers), in that order."""
+    if isinstance(query, Mapping):
+        for name in ("api_key", "token"):
+            token = _optional(query, name)
+            if token:
+                return token
+    if isinstance(headers, Mapping):
+        for name, value in headers.items():
+            if isinstance(name, str) and name.lower() == "authorization" and isinstance(value, str):
+                scheme, _, credentials = value.strip().partition(" ")
+                if scheme.lower() == "bearer" and credentials.strip():
+                    return credentials.strip()
+    return None
+
+
 class AuthorizerRequest(NamedTuple):
-    """A WebSocket REQUEST authorizer's event: the route ARN and the ``token`` query parameter."""
+    """A WebSocket REQUEST authorizer's event: the route ARN, the token (``token_of``) and the
+    address the connection comes from."""
 
     method_arn: str
     token: str | None
+    source_ip: str | None = None
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> AuthorizerRequest:
         _field(event, "type", "event")
-        query = event.get("queryStringParameters")
-        token = _optional(query, "token") if isinstance(query, Mapping) else None
-        return cls(method_arn=_field(event, "methodArn", "event"), token=token)
+        token = token_of(event.get("queryStringParameters"), event.get("headers"))
+        ctx = event.get("requestContext")
+        identity = ctx.get("identity") if isinstance(ctx, Mapping) else None
+        source_ip = _optional(identity, "sourceIp") if isinstance(identity, Mapping) else None
+        return cls(method_arn=_field(event, "methodArn", "event"), token=token, source_ip=source_ip)
+
+    @property
+    def from_loopback(self) -> bool:
+        import ipaddress
+
+        try:
+            return self.source_ip is not None and ipaddress.ip_address(self.source_ip).is_loopback
+        except ValueError:
+            return False
 
     def policy(self, principal_id: str, *, allow: bool, context: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The IAM policy an authorizer answers: every route of the stage, allowed or denied."""

@@ -17,9 +17,11 @@ from comfyroute.config import Config
 
 if TYPE_CHECKING:
     from comfyroute.aws.apikeys import DynamoApiKeys
+    from comfyroute.aws.attach import DynamoJobAttach
     from comfyroute.aws.connections import DynamoConnections
     from comfyroute.aws.idempotency import IdempotentStart
     from comfyroute.aws.jobs import DynamoJobs
+    from comfyroute.aws.messagelog import DynamoMessageLog
     from comfyroute.aws.outputs import S3Outputs
     from comfyroute.aws.push import ManagementApiPusher
     from comfyroute.aws.secrets import SecretsManagerCredentials
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
         ConnectionStore,
         CredentialSource,
         ExecutorFactory,
+        JobAttach,
         JobStore,
+        MessageLog,
         OutputStore,
         Pusher,
         StartOnce,
@@ -51,6 +55,8 @@ Port = Literal[
     "credentials",
     "executors",
     "start_once",
+    "message_log",
+    "job_attach",
 ]
 
 
@@ -121,6 +127,18 @@ def _start_once() -> type[IdempotentStart]:
     return IdempotentStart
 
 
+def _message_log() -> type[DynamoMessageLog]:
+    from comfyroute.aws.messagelog import DynamoMessageLog
+
+    return DynamoMessageLog
+
+
+def _job_attach() -> type[DynamoJobAttach]:
+    from comfyroute.aws.attach import DynamoJobAttach
+
+    return DynamoJobAttach
+
+
 _ADAPTERS: dict[Port, Callable[[], Any]] = {
     "jobs": _jobs,
     "connections": _connections,
@@ -132,6 +150,8 @@ _ADAPTERS: dict[Port, Callable[[], Any]] = {
     "credentials": _credentials,
     "executors": _executors,
     "start_once": _start_once,
+    "message_log": _message_log,
+    "job_attach": _job_attach,
 }
 
 
@@ -212,6 +232,14 @@ class LambdaPorts:
             expires_after_seconds=self.config.job_ttl_days * 86400,
             lambda_context=lambda: self.lambda_context,
         )
+
+    @cached_property
+    def message_log(self) -> MessageLog:
+        return _message_log()(self.config.job_messages_table)
+
+    @cached_property
+    def job_attach(self) -> JobAttach:
+        return _job_attach()(self.config.jobs_table)
 
 
 _ports: LambdaPorts | None = None

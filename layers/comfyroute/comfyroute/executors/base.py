@@ -15,6 +15,8 @@ from comfyroute.protocol import ExecutorKind, JobStatus
 
 Prompt = dict[str, Any]
 OutputKind = Literal["image", "video", "audio", "text", "latent", "file"]
+# How one node of a finished prompt ended (ComfyUI's history says; RunPod does not).
+NodeOutcome = Literal["completed", "cached", "error"]
 
 
 class ExecutorError(Exception):
@@ -58,6 +60,8 @@ class ExecutorStatus(BaseModel):
     message: str | None = None
     queue_position: int | None = None
     progress: Progress | None = None
+    # Per node, once the prompt has ended, when the executor reports it.
+    nodes: dict[str, NodeOutcome] | None = None
 
 
 class OutputFile(BaseModel):

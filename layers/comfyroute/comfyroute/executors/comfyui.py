@@ -43,6 +43,7 @@ from comfyroute.executors.base import (
     ExecutorStatus,
     ExecutorUnavailable,
     Lenient,
+    NodeOutcome,
     OutputFile,
     OutputKind,
     Progress,
@@ -241,6 +242,8 @@ class _HistoryStatus(Lenient):
 class _HistoryEntry(Lenient):
     outputs: dict[str, Any] = Field(default_factory=dict)
     status: _HistoryStatus | None = None
+    # [number, prompt_id, prompt, extra_data, outputs_to_execute], as queued.
+    prompt: list[Any] = Field(default_factory=list)
 
 
 class FileRef(NamedTuple):
@@ -300,6 +303,35 @@ def describe_rejection(status_code: int, body: Any) -> str:
         lead = f"{head}: {one_line(heading)}: " if heading else f"{head}: "
         return clip(lead + "; ".join(node_parts))
     return clip(f"{head}: {top}" if top else f"{head}: {one_line(str(body))[:MAX_BODY_SNIPPET]}")
+
+
+def final_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
+    """``history_status`` with how each node ended (``node_outcomes``)."""
+    status = history_status(prompt_id, entry)
+    return status.model_copy(update={"nodes": node_outcomes(entry, status.state)})
+
+
+def node_outcomes(entry: _HistoryEntry, state: JobStatus) -> dict[str, NodeOutcome]:
+    """How each node of a finished prompt ended, from its history entry: ``cached`` for the
+    nodes ComfyUI reused (``execution_cached``), ``error`` for the one that failed
+    (``execution_error``), ``completed`` for the nodes that left outputs and, when the prompt
+    succeeded, every other node of the prompt. Nodes of a failed or interrupted prompt that
+    left no trace are not reported."""
+    events = _status_events(entry.status)
+    cached = {str(n) for n in (events.get("execution_cached", {}).get("nodes") or [])}
+    prompt = entry.prompt[2] if len(entry.prompt) > 2 and isinstance(entry.prompt[2], Mapping) else {}
+    outcomes: dict[str, NodeOutcome] = {}
+    for node_id in [*map(str, prompt), *entry.outputs]:
+        if node_id in outcomes:
+            continue
+        if node_id in cached:
+            outcomes[node_id] = "cached"
+        elif state is JobStatus.COMPLETED or node_id in entry.outputs:
+            outcomes[node_id] = "completed"
+    failed = events.get("execution_error", {}).get("node_id")
+    if failed is not None:
+        outcomes[str(failed)] = "error"
+    return outcomes
 
 
 def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
@@ -774,7 +806,7 @@ class ComfyUIExecutor:
             return ExecutorStatus(state=JobStatus.QUEUED, queue_position=position)
         entry = self._history(executor_job_id)
         if entry is not None:
-            return history_status(executor_job_id, entry)
+            return final_status(executor_job_id, entry)
         return self._unknown(executor_job_id, submitted_at)
 
     def _peek_progress(self, prompt_id: str, client_id: str | None) -> Progress | None:

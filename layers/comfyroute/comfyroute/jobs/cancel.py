@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from comfyroute import messages
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
-from comfyroute.jobs import lifecycle
+from comfyroute.jobs import lifecycle, stream
 from comfyroute.jobs.queries import owned_job
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 
-def cancel_job(ports: Ports, caller: Caller, job_id: str) -> None:
-    job = owned_job(ports, caller, job_id, "cancel_job")
+def cancel_job(ports: Ports, caller: Caller, job_id: str, *, workflow_id: str | None = None) -> None:
+    job = owned_job(ports, caller, job_id, "cancel_job", workflow_id=workflow_id)
     if job is None:
         return
     if not job.status.terminal:
@@ -41,7 +41,7 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str) -> None:
                     stop_on_executor(executor, job.executor_job_id)
             if job.execution_arn:
                 ports.state_machine.stop(job.execution_arn, "cancelled by the user")
-    messages.reply(ports, caller, messages.job_update(job))
+    stream.publish(ports, job, [messages.job_update(job)], to=caller.connection_id)
 
 
 def stop_on_executor(executor: Executor, executor_job_id: str | None) -> None:

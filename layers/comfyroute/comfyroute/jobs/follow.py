@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from comfyroute.conversion.outputs import sole_output_node
 from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
+from comfyroute.executors.runpod import RUNPOD_NODE_ID
 from comfyroute.jobs import lifecycle
 from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.record import JobNotFound, JobRecord
@@ -83,15 +85,37 @@ def _finish(ports: Ports, job: JobRecord, executor: Executor, status: ExecutorSt
             state, error = JobStatus.FAILED, f"the job finished but its outputs could not be fetched: {exc}"
         else:
             outputs = [
-                ports.outputs.put(job.job_id, i, f.model_copy(update={"node_name": _node_name(job, f)}))
-                for i, f in enumerate(files)
+                ports.outputs.put(job.job_id, i, _attributed(job, f))
+                for i, f in enumerate(attribute_outputs(job, files))
             ]
     message = status.message
     if outputs == [] and not message:
         message = NO_OUTPUTS_MESSAGE
     return lifecycle.finish(
-        ports.jobs, job.job_id, state, error=error, message=message, outputs=outputs, polls=looks
+        ports.jobs,
+        job.job_id,
+        state,
+        error=error,
+        message=message,
+        outputs=outputs,
+        polls=looks,
+        node_states=status.nodes,
     ).job
+
+
+def attribute_outputs(job: JobRecord, files: list[OutputFile]) -> list[OutputFile]:
+    """RunPod names no node for its files (``node_id: "runpod"``): when the prompt has exactly
+    one output node, they are that node's."""
+    if not any(f.node_id == RUNPOD_NODE_ID for f in files):
+        return files
+    node_id = sole_output_node(job.node_classes)
+    if node_id is None:
+        return files
+    return [f.model_copy(update={"node_id": node_id}) if f.node_id == RUNPOD_NODE_ID else f for f in files]
+
+
+def _attributed(job: JobRecord, file: OutputFile) -> OutputFile:
+    return file.model_copy(update={"node_name": _node_name(job, file)})
 
 
 def _node_name(job: JobRecord, file: OutputFile) -> str:

@@ -10,7 +10,7 @@ poll cannot reopen a cancelled job and a cancel cannot overwrite a completed one
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -22,7 +22,7 @@ from comfyroute.protocol import ExecutorKind, JobStatus
 from comfyroute.text import clip
 
 if TYPE_CHECKING:
-    from comfyroute.executors.base import ExecutorStatus, OutputFile
+    from comfyroute.executors.base import ExecutorStatus, NodeOutcome, OutputFile
     from comfyroute.ports import JobStore
 
 logger = Logger(child=True)
@@ -94,9 +94,19 @@ def finish(
     message: str | None = None,
     outputs: Sequence[OutputFile] | None = None,
     polls: int | None = None,
+    node_states: Mapping[str, NodeOutcome] | None = None,
 ) -> Outcome:
-    """completed / failed / cancelled / timed_out, with the job's outputs when it has any."""
-    return _finished(store, _finish_change(job_id, status, error, message, outputs), polls)
+    """completed / failed / cancelled / timed_out, with the job's outputs when it has any and
+    how each node ended when the executor said."""
+    change = _finish_change(job_id, status, error, message, outputs)
+    if node_states:
+        change = JobChange(
+            change.job_id,
+            {**change.values, "node_states": dict(node_states)},
+            remove=change.remove,
+            only_in=change.only_in,
+        )
+    return _finished(store, change, polls)
 
 
 def fail(store: JobStore, job_id: str, error: str, *, polls: int | None = None) -> Outcome:

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from comfyroute import messages, metrics
-from comfyroute.jobs import lifecycle
+from comfyroute.jobs import lifecycle, stream
 from comfyroute.jobs.schedule import describe_failure
 
 if TYPE_CHECKING:
     from comfyroute.ports import Ports
+    from comfyroute.protocol import JobStreamMessage
 
 
 class NotifyResult(BaseModel):
@@ -31,21 +32,18 @@ def notify_job(ports: Ports, job_id: str, *, final: bool, failure: Mapping[str, 
         return NotifyResult(job_id=job_id, delivered=False, reason="no such job")
     if failure is not None and not job.status.terminal:
         job = lifecycle.fail(ports.jobs, job_id, describe_failure(failure)).job
-    if not job.connection_id:
-        return NotifyResult(job_id=job_id, delivered=False, reason="no connection")
-    conn = ports.connections.get(job.connection_id)
-    if conn is None or conn.gone:
-        # The client left; it catches up with get_job after reconnecting.
-        return NotifyResult(job_id=job_id, delivered=False, reason="connection gone")
-    pushes: list[BaseModel] = [messages.job_update(job)]
+    pushes: list[JobStreamMessage] = [messages.job_update(job)]
     if final or job.status.terminal:
+        pushes.extend(messages.final_node_updates(job))
         pushes.extend(messages.output_updates(job, ports.outputs, ports.config.presign_seconds))
     else:
         progress = messages.node_progress(job)
         if progress is not None:
             pushes.append(progress)
-    if not ports.pusher.send_all(job.connection_id, pushes):
-        ports.connections.mark_gone(job.connection_id)
-        metrics.add("GoneConnections", 1)
-        return NotifyResult(job_id=job_id, delivered=False, reason="connection gone")
+    # Logged whether or not anyone is connected: a client that comes back replays it.
+    undelivered = stream.publish(ports, job, pushes)
+    if undelivered is not None:
+        if undelivered == "connection gone":
+            metrics.add("GoneConnections", 1)
+        return NotifyResult(job_id=job_id, delivered=False, reason=undelivered)
     return NotifyResult(job_id=job_id, delivered=True, sent=len(pushes))

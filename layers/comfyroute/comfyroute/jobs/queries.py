@@ -12,11 +12,15 @@ if TYPE_CHECKING:
     from comfyroute.ports import Caller, Ports
 
 
-def owned_job(ports: Ports, caller: Caller, job_id: str, request: str) -> JobRecord | None:
-    """The caller's job, or None after telling them it was not found."""
+def owned_job(
+    ports: Ports, caller: Caller, job_id: str, request: str, *, workflow_id: str | None = None
+) -> JobRecord | None:
+    """The caller's job, or None after telling them it was not found. A ``workflow_id`` the
+    request names (nodetool sends one with every job command) must be the job's."""
     job = ports.jobs.get(job_id)
-    if job is None or job.user_id != caller.user_id:
-        messages.reply(ports, caller, messages.job_not_found(job_id, request))
+    wrong_workflow = workflow_id is not None and job is not None and job.workflow_id not in (None, workflow_id)
+    if job is None or job.user_id != caller.user_id or wrong_workflow:
+        messages.reply(ports, caller, messages.job_not_found(job_id, request, workflow_id))
         return None
     return job
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from comfyroute.executors.base import OutputFile, Progress
+from comfyroute.executors.base import NodeOutcome, OutputFile, Progress
 from comfyroute.protocol import ExecutorKind, JobStatus
 
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
@@ -47,6 +47,8 @@ class JobRecord(BaseModel):
     execution_arn: str | None = None
     # class_type per node id, so outputs can be named after the node that made them.
     node_classes: dict[str, str] = Field(default_factory=dict)
+    # How each node ended, as the executor reported it: completed, cached or error.
+    node_states: dict[str, NodeOutcome] = Field(default_factory=dict)
     ttl: int | None = None
 
     @property

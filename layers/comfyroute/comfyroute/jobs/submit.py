@@ -13,10 +13,11 @@ from pydantic import BaseModel, Field
 
 from comfyroute import messages
 from comfyroute.conversion.nodetool import apply_params, convert_graph, validate_prompt
+from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import GraphError
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
-from comfyroute.jobs import lifecycle
+from comfyroute.jobs import lifecycle, stream
 from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.record import JobNotFound, JobRecord, Outcome
 from comfyroute.ports import LoopStartFailed, StartInProgress
@@ -104,8 +105,11 @@ def prepare_job(ports: Ports, caller: Caller, data: RunJobData) -> PreparedJob:
     if kind is ExecutorKind.RUNPOD and not endpoint_id:
         return prepared(error="runpod_endpoint_id is required when comfy_executor is 'runpod'")
     try:
-        # A graph that is not all comfy.* nodes is refused by convert_graph, naming them.
-        converted = convert_graph(graph) if graph is not None else validate_prompt(prompt or {})
+        # A graph that is not all comfy.* nodes is refused by convert_graph, naming them. The
+        # bundled core schemas map an imported node's positional _comfy_widgets to input names
+        # (nodetool's importer keeps ComfyUI's widgets_values so); unknown classes keep their
+        # graph's own names.
+        converted = convert_graph(graph, bundled_object_info()) if graph is not None else validate_prompt(prompt or {})
         if data.params:
             converted = apply_params(converted, data.params)
     except GraphError as exc:
@@ -145,12 +149,13 @@ def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
     resent = answer.connection_id != caller.connection_id
     if resent and job.connection_id != caller.connection_id and not job.status.terminal:
         job = lifecycle.attach(ports.jobs, job.job_id, caller.connection_id).job
-    replies: list[BaseModel] = [messages.job_update(job)]
+    # The job's first message of its stream (job_seq 1 for a new job), to the caller.
+    stream.publish(ports, job, [messages.job_update(job)], to=caller.connection_id)
     if job.status is JobStatus.FAILED and job.error:
-        replies.append(
-            messages.error(job.error, "job_failed", request="run_job", job_id=job.job_id, workflow_id=job.workflow_id)
+        failed = messages.error(
+            job.error, "job_failed", request="run_job", job_id=job.job_id, workflow_id=job.workflow_id
         )
-    messages.reply(ports, caller, *replies)
+        messages.reply(ports, caller, failed)
 
 
 def _refusal(exc: StartInProgress | JobOwnedByAnother, job_id: str) -> BaseModel:
