@@ -84,18 +84,22 @@ def make_graph(n: int, seed: int = 0) -> dict[str, Any]:
     load_meta = _meta([], [("IMAGE", "IMAGE"), ("MASK", "MASK")])
     blend_meta = _meta([("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")])
     bypass_meta = _meta([("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")], mode=4)
-    composite_meta = _meta(
-        [("destination", "IMAGE"), ("source", "IMAGE"), ("mask", "MASK")], [("IMAGE", "IMAGE")]
-    )
+    composite_meta = _meta([("destination", "IMAGE"), ("source", "IMAGE"), ("mask", "MASK")], [("IMAGE", "IMAGE")])
     sources = [str(i) for i in range(width)]
     for node_id in sources:
         nodes.append(_node(node_id, "LoadImage", {"image": f"input_{node_id}.png"}, load_meta))
 
     def wire(source: str, target: str, handle: str, source_handle: str = "IMAGE") -> None:
-        edges.append({
-            "id": f"e{len(edges)}", "source": source, "sourceHandle": source_handle,
-            "target": target, "targetHandle": handle, "edge_type": "data",
-        })
+        edges.append(
+            {
+                "id": f"e{len(edges)}",
+                "source": source,
+                "sourceHandle": source_handle,
+                "target": target,
+                "targetHandle": handle,
+                "edge_type": "data",
+            }
+        )
 
     previous, layer = sources, []
     for index, kind in enumerate(kinds, start=width):
@@ -105,8 +109,9 @@ def make_graph(n: int, seed: int = 0) -> dict[str, Any]:
             nodes.append(_node(node_id, "Reroute", {}, None))
             wire(a, node_id, "input_0")
         elif kind == "composite":
-            nodes.append(_node(node_id, "ImageCompositeMasked", {"x": 0, "y": 0, "resize_source": False},
-                               composite_meta))
+            nodes.append(
+                _node(node_id, "ImageCompositeMasked", {"x": 0, "y": 0, "resize_source": False}, composite_meta)
+            )
             wire(a, node_id, "destination")
             wire(b, node_id, "source")
             wire(rng.choice(sources), node_id, "mask", "MASK")
@@ -129,12 +134,26 @@ class _Editor:
         self.links: list[list[Any]] = []
         self.by_id: dict[int, dict[str, Any]] = {}
 
-    def add(self, node_id: int, kind: str, widgets: list[Any] | None, inputs: list[tuple[str, str]],
-            outputs: list[tuple[str, str]], mode: int = 0) -> None:
+    def add(
+        self,
+        node_id: int,
+        kind: str,
+        widgets: list[Any] | None,
+        inputs: list[tuple[str, str]],
+        outputs: list[tuple[str, str]],
+        mode: int = 0,
+    ) -> None:
         node = {
-            "id": node_id, "type": kind, "pos": [0, 0], "size": [200, 100], "flags": {}, "order": node_id,
-            "mode": mode, "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
-            "outputs": [{"name": n, "type": t, "links": []} for n, t in outputs], "properties": {},
+            "id": node_id,
+            "type": kind,
+            "pos": [0, 0],
+            "size": [200, 100],
+            "flags": {},
+            "order": node_id,
+            "mode": mode,
+            "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
+            "outputs": [{"name": n, "type": t, "links": []} for n, t in outputs],
+            "properties": {},
         }
         if widgets is not None:
             node["widgets_values"] = widgets
@@ -151,31 +170,65 @@ class _Editor:
 
 
 def _subgraph_definition() -> dict[str, Any]:
-    def inner(node_id: int, kind: str, widgets: list[Any], inputs: list[dict[str, Any]],
-              links: list[int]) -> dict[str, Any]:
-        return {"id": node_id, "type": kind, "pos": [0, 0], "size": [200, 100], "flags": {}, "order": node_id,
-                "mode": 0, "inputs": inputs, "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": links}],
-                "properties": {}, "widgets_values": widgets}
+    def inner(
+        node_id: int, kind: str, widgets: list[Any], inputs: list[dict[str, Any]], links: list[int]
+    ) -> dict[str, Any]:
+        return {
+            "id": node_id,
+            "type": kind,
+            "pos": [0, 0],
+            "size": [200, 100],
+            "flags": {},
+            "order": node_id,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": links}],
+            "properties": {},
+            "widgets_values": widgets,
+        }
 
     def link(link_id: int, origin: int, origin_slot: int, target: int, target_slot: int) -> dict[str, Any]:
-        return {"id": link_id, "origin_id": origin, "origin_slot": origin_slot, "target_id": target,
-                "target_slot": target_slot, "type": "IMAGE"}
+        return {
+            "id": link_id,
+            "origin_id": origin,
+            "origin_slot": origin_slot,
+            "target_id": target,
+            "target_slot": target_slot,
+            "type": "IMAGE",
+        }
 
     return {
-        "id": SUBGRAPH_ID, "version": 1, "name": "invert, blur, blend", "revision": 0, "config": {},
+        "id": SUBGRAPH_ID,
+        "version": 1,
+        "name": "invert, blur, blend",
+        "revision": 0,
+        "config": {},
         "state": {"lastGroupId": 0, "lastNodeId": 3, "lastLinkId": 6, "lastRerouteId": 0},
-        "inputNode": {"id": -10, "bounding": [0, 0, 100, 60]}, "outputNode": {"id": -20, "bounding": [500, 0, 100, 60]},
+        "inputNode": {"id": -10, "bounding": [0, 0, 100, 60]},
+        "outputNode": {"id": -20, "bounding": [500, 0, 100, 60]},
         "inputs": [{"id": "in", "name": "image", "type": "IMAGE", "linkIds": [1, 4]}],
         "outputs": [{"id": "out", "name": "IMAGE", "type": "IMAGE", "linkIds": [6]}],
-        "widgets": [], "groups": [], "extra": {},
+        "widgets": [],
+        "groups": [],
+        "extra": {},
         "nodes": [
             inner(1, "ImageInvert", [], [{"name": "image", "type": "IMAGE", "link": 1}], [2]),
             inner(2, "ImageBlur", [1, 1.0], [{"name": "image", "type": "IMAGE", "link": 2}], [3]),
-            inner(3, "ImageBlend", [0.5, "normal"], [{"name": "image1", "type": "IMAGE", "link": 3},
-                                                    {"name": "image2", "type": "IMAGE", "link": 4}], [6]),
+            inner(
+                3,
+                "ImageBlend",
+                [0.5, "normal"],
+                [{"name": "image1", "type": "IMAGE", "link": 3}, {"name": "image2", "type": "IMAGE", "link": 4}],
+                [6],
+            ),
         ],
-        "links": [link(1, -10, 0, 1, 0), link(2, 1, 0, 2, 0), link(3, 2, 0, 3, 0), link(4, -10, 0, 3, 1),
-                  link(6, 3, 0, -20, 0)],
+        "links": [
+            link(1, -10, 0, 1, 0),
+            link(2, 1, 0, 2, 0),
+            link(3, 2, 0, 3, 0),
+            link(4, -10, 0, 3, 1),
+            link(6, 3, 0, -20, 0),
+        ],
     }
 
 
@@ -232,8 +285,15 @@ def make_editor_workflow(n: int, seed: int = 0) -> dict[str, Any]:
         editor.add(node_id, "PreviewImage", None, [("images", "IMAGE")], [])
         editor.link(sources[node_id % width], 0, node_id, "images")
     return {
-        "last_node_id": node_id, "last_link_id": len(editor.links), "nodes": editor.nodes, "links": editor.links,
-        "groups": [], "config": {}, "extra": {}, "version": 0.4, "definitions": {"subgraphs": [_subgraph_definition()]},
+        "last_node_id": node_id,
+        "last_link_id": len(editor.links),
+        "nodes": editor.nodes,
+        "links": editor.links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+        "definitions": {"subgraphs": [_subgraph_definition()]},
     }
 
 
@@ -257,12 +317,16 @@ def main() -> None:
         rows.append((n, len(raw["edges"]), len(prompt), convert_s, load_s))
 
     base_convert, base_load = rows[0][3], rows[0][4]
-    header = (f"{'nodes':>7} {'edges':>7} {'prompt':>7} {'convert ms':>11} {'µs/node':>8} {'vs 100':>11}"
-              f" {'load ms':>9} {'µs/node':>8} {'vs 100':>11}")
+    header = (
+        f"{'nodes':>7} {'edges':>7} {'prompt':>7} {'convert ms':>11} {'µs/node':>8} {'vs 100':>11}"
+        f" {'load ms':>9} {'µs/node':>8} {'vs 100':>11}"
+    )
     # Best-of-N hides most noise from other processes, not all: say how busy the machine was.
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"convert_graph (Graph already parsed) and load_workflow (JSON dict: parse + convert + "
-          f"validate); best of {args.repeat}")
+    print(
+        f"convert_graph (Graph already parsed) and load_workflow (JSON dict: parse + convert + "
+        f"validate); best of {args.repeat}"
+    )
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load}")
     print(header)
     print("-" * len(header))
@@ -291,8 +355,10 @@ def editor_table(repeat: int) -> None:
     print(header)
     print("-" * len(header))
     for n, n_links, n_prompt, seconds in rows:
-        print(f"{n:>7,} {n_links:>7,} {n_prompt:>7,} {seconds * 1e3:>11.2f} {seconds / n * 1e6:>8.2f}"
-              f" {seconds / base:>10.1f}x")
+        print(
+            f"{n:>7,} {n_links:>7,} {n_prompt:>7,} {seconds * 1e3:>11.2f} {seconds / n * 1e6:>8.2f}"
+            f" {seconds / base:>10.1f}x"
+        )
 
 
 if __name__ == "__main__":

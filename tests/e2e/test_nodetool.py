@@ -2,11 +2,6 @@
 `comfyroute dev`: msgpack binary frames, ``/ws?api_key=``, its envelope and fields, cancel,
 drop + ``reconnect_job``, heartbeat.
 
-The server side does not speak nodetool yet (docs/nodetool.md, "Implementation plan"): the
-end-to-end tests are ``xfail(strict=True)`` with the reason that fails them today, so each flips to
-a failure to remove the mark the day the server supports it. The tests of the client's own
-encoding run for real.
-
 API Gateway rejects binary frames (close 1003); these tests run the dev gateway with
 ``binary_frames="default_route"``, which hands them to ``$default`` base64-encoded instead — the
 behaviour a deployment would need from a binary-capable front (see docs/nodetool.md).
@@ -44,12 +39,6 @@ WORKFLOW_ID = "wf-nodetool-import"
 # What nodetool's importer saves with a workflow made from a ComfyUI file (COMFY_WORKFLOW_FLAG).
 SETTINGS = {"is_comfy_workflow": True, "comfy_executor": "local"}
 
-NOT_YET = "comfyroute does not speak nodetool's protocol yet (docs/nodetool.md, implementation plan)"
-API_KEY_401 = "the authorizer's identity source is ?token=, so ?api_key= is refused with 401"
-ENVELOPE = "$default does not decode msgpack nor accept nodetool's envelope and run_job fields"
-WIDGETS = "conversion does not map _comfy_widgets to input names yet (editor-workflows issue)"
-RECONNECT = "no reconnect_job, resume_job, job_seq or message log yet"
-
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(asyncio.wait_for(coro, TEST_TIMEOUT))
@@ -68,7 +57,7 @@ def dev_stack(runpod_front: Any) -> Iterator[DevStack]:
         handler_log_level="WARNING",
         idle_timeout=60,
         max_duration=300,
-        binary_frames="default_route",
+        nodetool=True,
     ) as stack:
         yield stack
 
@@ -113,7 +102,6 @@ def test_the_graph_as_sent_carries_undefined_where_nodetool_leaves_fields_unset(
 # --------------------------------------------------------------------------- nodetool against comfyroute dev
 
 
-@pytest.mark.xfail(strict=True, reason=API_KEY_401)
 def test_connects_at_ws_with_api_key(dev_stack: DevStack, token: str) -> None:
     async def body() -> None:
         async with client(dev_stack, token) as nt:
@@ -125,7 +113,6 @@ def test_connects_at_ws_with_api_key(dev_stack: DevStack, token: str) -> None:
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=f"{API_KEY_401}; {ENVELOPE}")
 def test_heartbeat_ping_is_answered_with_a_pong_and_no_error(dev_stack: DevStack, token: str) -> None:
     async def body() -> None:
         async with client(dev_stack, token) as nt:
@@ -137,7 +124,6 @@ def test_heartbeat_ping_is_answered_with_a_pong_and_no_error(dev_stack: DevStack
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=f"{API_KEY_401}; {ENVELOPE}; {WIDGETS}")
 def test_imported_comfy_workflow_runs_to_the_image(dev_stack: DevStack, token: str, comfy: FakeComfyUI) -> None:
     async def body() -> None:
         async with client(dev_stack, token) as nt:
@@ -159,7 +145,6 @@ def test_imported_comfy_workflow_runs_to_the_image(dev_stack: DevStack, token: s
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=f"{API_KEY_401}; {ENVELOPE}")
 def test_cancel_job_with_workflow_id_cancels(dev_stack: DevStack, token: str, comfy: FakeComfyUI) -> None:
     async def body() -> None:
         comfy.pause()
@@ -177,7 +162,6 @@ def test_cancel_job_with_workflow_id_cancels(dev_stack: DevStack, token: str, co
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=f"{API_KEY_401}; {ENVELOPE}; {RECONNECT}")
 def test_drop_and_reconnect_job_replays_what_was_missed(dev_stack: DevStack, token: str, comfy: FakeComfyUI) -> None:
     async def body() -> None:
         comfy.pause()
@@ -207,7 +191,6 @@ def test_drop_and_reconnect_job_replays_what_was_missed(dev_stack: DevStack, tok
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=f"{API_KEY_401}; {ENVELOPE}")
 def test_a_failed_run_ends_with_job_update_failed_carrying_its_ids(
     dev_stack: DevStack, token: str, comfy: FakeComfyUI
 ) -> None:
@@ -226,7 +209,6 @@ def test_a_failed_run_ends_with_job_update_failed_carrying_its_ids(
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=f"{API_KEY_401}; {ENVELOPE}")
 def test_unsupported_commands_are_answered_by_name_and_keep_the_socket(dev_stack: DevStack, token: str) -> None:
     async def body() -> None:
         async with client(dev_stack, token) as nt:

@@ -83,10 +83,7 @@ def recorder() -> Recorder:
 
 
 def start_gateway(recorder: Recorder, authorizer: Any = None, **config: Any) -> Gateway:
-    routes = {
-        key: recorder.route(key)
-        for key in ("$connect", "$disconnect", "$default", "run_job", "get_job")
-    }
+    routes = {key: recorder.route(key) for key in ("$connect", "$disconnect", "$default", "run_job", "get_job")}
     gw = Gateway(routes, authorizer or recorder.authorizer, GatewayConfig(**config))
     gw.start("127.0.0.1", 0)
     return gw

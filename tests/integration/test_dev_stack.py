@@ -307,9 +307,7 @@ def test_run_job_completes_against_comfyui(stack: DevStack, comfy: FakeComfyUI, 
     job_id = f"dev-job-{int(time.time() * 1000)}"
     with open_ws(stack, stack.token) as ws:
         ws.send(json.dumps({"command": "run_job", "data": {"job_id": job_id, "prompt": PROMPT}}))
-        messages = receive_until(
-            ws, lambda m: m.get("type") == "job_update" and m.get("status") in TERMINAL
-        )
+        messages = receive_until(ws, lambda m: m.get("type") == "job_update" and m.get("status") in TERMINAL)
         # Outputs follow the final job_update.
         outputs = [json.loads(ws.recv(timeout=TIMEOUT))]
     statuses = [m["status"] for m in messages if m.get("type") == "job_update"]

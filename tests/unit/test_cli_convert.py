@@ -72,11 +72,19 @@ def test_convert_reads_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: py
 
 
 def test_bad_graph_prints_every_problem_and_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    bad = write(tmp_path, "bad.json", {
-        "nodes": [{"id": "1", "type": "comfy.EmptyImage"}, {"id": "2", "type": "nodetool.image.Resize"},
-                  {"id": "3", "type": "comfy.ImageInvert"}, {"id": "3", "type": "comfy.SaveImage"}],
-        "edges": [{"id": "e1", "source": "9", "sourceHandle": "IMAGE", "target": "3", "targetHandle": "image"}],
-    })
+    bad = write(
+        tmp_path,
+        "bad.json",
+        {
+            "nodes": [
+                {"id": "1", "type": "comfy.EmptyImage"},
+                {"id": "2", "type": "nodetool.image.Resize"},
+                {"id": "3", "type": "comfy.ImageInvert"},
+                {"id": "3", "type": "comfy.SaveImage"},
+            ],
+            "edges": [{"id": "e1", "source": "9", "sourceHandle": "IMAGE", "target": "3", "targetHandle": "image"}],
+        },
+    )
     code, out, err = run(capsys, "convert", bad)
     assert code == 2
     assert out == ""
@@ -146,7 +154,10 @@ def test_installed_command_runs_convert() -> None:
     """The real entry point, in a fresh interpreter, as a user runs it."""
     result = subprocess.run(
         [sys.executable, "-m", "comfyroute_tools.cli", "convert", str(EXAMPLES / "text_to_image.json")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     prompt = json.loads(result.stdout)

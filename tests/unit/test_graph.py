@@ -41,10 +41,15 @@ def node(
     return {"id": node_id, "type": cls if "." in cls else f"comfy.{cls}", field: body}
 
 
-def edge(source: str, source_handle: str | None, target: str, target_handle: str | None,
-         edge_id: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"source": source, "sourceHandle": source_handle, "target": target,
-                           "targetHandle": target_handle}
+def edge(
+    source: str, source_handle: str | None, target: str, target_handle: str | None, edge_id: str | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "source": source,
+        "sourceHandle": source_handle,
+        "target": target,
+        "targetHandle": target_handle,
+    }
     if edge_id:
         out["id"] = edge_id
     return out
@@ -95,10 +100,21 @@ def test_is_comfy_graph_needs_nodes_all_of_comfy_type() -> None:
 
 
 def test_node_becomes_class_type_and_inputs_without_private_keys() -> None:
-    prompt = convert([
-        node("1", "EmptyImage", {"width": 64, "height": 32, "_comfy_widgets": [64, 32],
-                                 "_comfy_metadata": {"mode": 0}, "workflow_id": "wf-1"}),
-    ])
+    prompt = convert(
+        [
+            node(
+                "1",
+                "EmptyImage",
+                {
+                    "width": 64,
+                    "height": 32,
+                    "_comfy_widgets": [64, 32],
+                    "_comfy_metadata": {"mode": 0},
+                    "workflow_id": "wf-1",
+                },
+            ),
+        ]
+    )
     assert prompt == {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 32}}}
 
 
@@ -108,10 +124,14 @@ def test_inputs_come_from_data_when_properties_are_absent() -> None:
 
 
 def test_integer_node_ids_become_strings() -> None:
-    prompt = convert_graph(Graph.model_validate({
-        "nodes": [{"id": 1, "type": "comfy.EmptyImage"}, {"id": 2, "type": "comfy.ImageInvert"}],
-        "edges": [{"source": 1, "sourceHandle": "IMAGE", "target": 2, "targetHandle": "image"}],
-    }))
+    prompt = convert_graph(
+        Graph.model_validate(
+            {
+                "nodes": [{"id": 1, "type": "comfy.EmptyImage"}, {"id": 2, "type": "comfy.ImageInvert"}],
+                "edges": [{"source": 1, "sourceHandle": "IMAGE", "target": 2, "targetHandle": "image"}],
+            }
+        )
+    )
     assert prompt["2"]["inputs"]["image"] == ["1", 0]
 
 
@@ -119,34 +139,39 @@ def test_integer_node_ids_become_strings() -> None:
 
 
 def test_output_n_handle_gives_slot_n() -> None:
-    prompt = convert([node("1", "LoadImage"), node("2", "MaskToImage")],
-                     [edge("1", "output_1", "2", "mask")])
+    prompt = convert([node("1", "LoadImage"), node("2", "MaskToImage")], [edge("1", "output_1", "2", "mask")])
     assert prompt["2"]["inputs"]["mask"] == ["1", 1]
 
 
-@pytest.mark.parametrize("outputs", [
-    ["IMAGE", "MASK"],
-    [slot("IMAGE", "IMAGE"), slot("MASK", "MASK")],
-    [{"name": "IMAGE", "type": "IMAGE", "links": [3], "slot_index": 0}, {"name": "MASK", "type": "MASK"}],
-], ids=["names", "slot-objects", "editor-slots"])
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        ["IMAGE", "MASK"],
+        [slot("IMAGE", "IMAGE"), slot("MASK", "MASK")],
+        [{"name": "IMAGE", "type": "IMAGE", "links": [3], "slot_index": 0}, {"name": "MASK", "type": "MASK"}],
+    ],
+    ids=["names", "slot-objects", "editor-slots"],
+)
 def test_named_handle_resolves_through_output_metadata(outputs: list[Any]) -> None:
-    prompt = convert([node("1", "LoadImage", meta=meta(outputs=outputs)), node("2", "MaskToImage")],
-                     [edge("1", "MASK", "2", "mask")])
+    prompt = convert(
+        [node("1", "LoadImage", meta=meta(outputs=outputs)), node("2", "MaskToImage")], [edge("1", "MASK", "2", "mask")]
+    )
     assert prompt["2"]["inputs"]["mask"] == ["1", 1]
 
 
 def test_unknown_handle_is_slot_0_for_a_single_output_or_no_metadata() -> None:
     prompt = convert(
-        [node("1", "EmptyImage", meta=IMAGE_SOURCE), node("2", "EmptyImage"),
-         node("3", "ImageBlend")],
+        [node("1", "EmptyImage", meta=IMAGE_SOURCE), node("2", "EmptyImage"), node("3", "ImageBlend")],
         [edge("1", "image", "3", "image1"), edge("2", "whatever", "3", "image2")],
     )
     assert prompt["3"]["inputs"] == {"image1": ["1", 0], "image2": ["2", 0]}
 
 
 def test_unknown_handle_on_a_node_with_several_outputs_names_the_edge() -> None:
-    problems = problems_of([node("1", "LoadImage", meta=LOAD_IMAGE), node("2", "ImageInvert")],
-                           [edge("1", "PIXELS", "2", "image", edge_id="e-17")])
+    problems = problems_of(
+        [node("1", "LoadImage", meta=LOAD_IMAGE), node("2", "ImageInvert")],
+        [edge("1", "PIXELS", "2", "image", edge_id="e-17")],
+    )
     assert len(problems) == 1
     assert "edge e-17 (1:PIXELS -> 2:image)" in problems[0]
     assert "'PIXELS' is not an output of node 1 (LoadImage)" in problems[0]
@@ -154,26 +179,28 @@ def test_unknown_handle_on_a_node_with_several_outputs_names_the_edge() -> None:
 
 
 def test_output_n_beyond_the_known_outputs_is_an_error() -> None:
-    problems = problems_of([node("1", "LoadImage", meta=LOAD_IMAGE), node("2", "ImageInvert")],
-                           [edge("1", "output_5", "2", "image")])
+    problems = problems_of(
+        [node("1", "LoadImage", meta=LOAD_IMAGE), node("2", "ImageInvert")], [edge("1", "output_5", "2", "image")]
+    )
     assert "node 1 (LoadImage) has 2 outputs, no slot 5" in problems[0]
 
 
 # --------------------------------------------------------------------------- target handles
 
 
-@pytest.mark.parametrize("inputs", [["samples", "vae"], [slot("samples", "LATENT"), slot("vae", "VAE")]],
-                         ids=["names", "slot-objects"])
+@pytest.mark.parametrize(
+    "inputs", [["samples", "vae"], [slot("samples", "LATENT"), slot("vae", "VAE")]], ids=["names", "slot-objects"]
+)
 def test_input_n_handle_resolves_to_the_input_name(inputs: list[Any]) -> None:
-    prompt = convert([node("1", "VAELoader"), node("2", "VAEDecode", meta=meta(inputs=inputs))],
-                     [edge("1", "VAE", "2", "input_1")])
+    prompt = convert(
+        [node("1", "VAELoader"), node("2", "VAEDecode", meta=meta(inputs=inputs))], [edge("1", "VAE", "2", "input_1")]
+    )
     assert prompt["2"]["inputs"] == {"vae": ["1", 0]}
 
 
 def test_unresolvable_input_n_names_the_edge_and_the_node() -> None:
     problems = problems_of(
-        [node("1", "VAELoader"), node("2", "VAEDecode", meta=meta(inputs=["samples", "vae"])),
-         node("3", "SaveImage")],
+        [node("1", "VAELoader"), node("2", "VAEDecode", meta=meta(inputs=["samples", "vae"])), node("3", "SaveImage")],
         [edge("1", "VAE", "2", "input_4", edge_id="a"), edge("1", "VAE", "3", "input_0", edge_id="b")],
     )
     assert len(problems) == 2
@@ -186,23 +213,29 @@ def test_unresolvable_input_n_names_the_edge_and_the_node() -> None:
 def test_handles_that_are_real_slot_names_win_over_the_index_form() -> None:
     # A custom node whose inputs are literally called input_0 / input_1, and whose outputs are
     # called output_1 / output_0 in that order.
-    switch = meta(inputs=[slot("select", "INT"), slot("input_0", "IMAGE"), slot("input_1", "IMAGE")],
-                  outputs=[slot("output_1", "IMAGE"), slot("output_0", "IMAGE")])
-    prompt = convert([node("1", "EmptyImage"), node("2", "Switch", meta=switch), node("3", "ImageInvert")],
-                     [edge("1", "IMAGE", "2", "input_1"), edge("2", "output_0", "3", "image")])
+    switch = meta(
+        inputs=[slot("select", "INT"), slot("input_0", "IMAGE"), slot("input_1", "IMAGE")],
+        outputs=[slot("output_1", "IMAGE"), slot("output_0", "IMAGE")],
+    )
+    prompt = convert(
+        [node("1", "EmptyImage"), node("2", "Switch", meta=switch), node("3", "ImageInvert")],
+        [edge("1", "IMAGE", "2", "input_1"), edge("2", "output_0", "3", "image")],
+    )
     assert prompt["2"]["inputs"] == {"input_1": ["1", 0]}
     assert prompt["3"]["inputs"] == {"image": ["2", 1]}
 
 
 def test_edge_without_a_target_handle_is_an_error() -> None:
-    problems = problems_of([node("1", "EmptyImage"), node("2", "SaveImage")],
-                           [edge("1", "IMAGE", "2", None, edge_id="e9")])
+    problems = problems_of(
+        [node("1", "EmptyImage"), node("2", "SaveImage")], [edge("1", "IMAGE", "2", None, edge_id="e9")]
+    )
     assert problems == ["edge e9 (1:IMAGE -> 2:?): the edge has no targetHandle"]
 
 
 def test_edge_value_replaces_a_stale_property_of_the_same_input() -> None:
-    prompt = convert([node("1", "EmptyImage"), node("2", "ImageInvert", {"image": "stale.png"})],
-                     [edge("1", "IMAGE", "2", "image")])
+    prompt = convert(
+        [node("1", "EmptyImage"), node("2", "ImageInvert", {"image": "stale.png"})], [edge("1", "IMAGE", "2", "image")]
+    )
     assert prompt["2"]["inputs"] == {"image": ["1", 0]}
 
 
@@ -211,10 +244,12 @@ def test_edge_value_replaces_a_stale_property_of_the_same_input() -> None:
 
 def test_muted_node_and_its_edges_are_dropped() -> None:
     prompt = convert(
-        [node("1", "EmptyImage"),
-         node("2", "ImageInvert", {"image": "stale"}, meta=meta(mode=2)),
-         node("3", "SaveImage", {"filename_prefix": "x", "images": "stale"}),
-         node("4", "PreviewImage")],
+        [
+            node("1", "EmptyImage"),
+            node("2", "ImageInvert", {"image": "stale"}, meta=meta(mode=2)),
+            node("3", "SaveImage", {"filename_prefix": "x", "images": "stale"}),
+            node("4", "PreviewImage"),
+        ],
         [edge("1", "IMAGE", "2", "image"), edge("2", "IMAGE", "3", "images"), edge("1", "IMAGE", "4", "images")],
     )
     assert prompt == {
@@ -227,8 +262,11 @@ def test_muted_node_and_its_edges_are_dropped() -> None:
 def test_bypassed_node_passes_its_input_of_the_output_type_through() -> None:
     blur = meta(inputs=[slot("image", "IMAGE")], outputs=[slot("IMAGE", "IMAGE")], mode=4)
     prompt = convert(
-        [node("1", "EmptyImage", meta=IMAGE_SOURCE), node("2", "ImageBlur", {"sigma": 1.0}, meta=blur),
-         node("3", "SaveImage")],
+        [
+            node("1", "EmptyImage", meta=IMAGE_SOURCE),
+            node("2", "ImageBlur", {"sigma": 1.0}, meta=blur),
+            node("3", "SaveImage"),
+        ],
         [edge("1", "IMAGE", "2", "image"), edge("2", "IMAGE", "3", "images")],
     )
     assert set(prompt) == {"1", "3"}
@@ -243,29 +281,45 @@ def test_bypass_matches_types_not_positions() -> None:
         mode=4,
     )
     prompt = convert(
-        [node("1", "LoadImage", meta=LOAD_IMAGE), node("2", "Masker", meta=composite),
-         node("3", "SaveImage"), node("4", "MaskToImage")],
-        [edge("1", "IMAGE", "2", "image"), edge("1", "MASK", "2", "mask"),
-         edge("2", "IMAGE", "3", "images"), edge("2", "MASK", "4", "mask")],
+        [
+            node("1", "LoadImage", meta=LOAD_IMAGE),
+            node("2", "Masker", meta=composite),
+            node("3", "SaveImage"),
+            node("4", "MaskToImage"),
+        ],
+        [
+            edge("1", "IMAGE", "2", "image"),
+            edge("1", "MASK", "2", "mask"),
+            edge("2", "IMAGE", "3", "images"),
+            edge("2", "MASK", "4", "mask"),
+        ],
     )
     assert prompt["3"]["inputs"]["images"] == ["1", 0]
     assert prompt["4"]["inputs"]["mask"] == ["1", 1]
 
 
 def test_bypass_prefers_the_same_slot_among_inputs_of_one_type() -> None:
-    swap = meta(inputs=[slot("a", "IMAGE"), slot("b", "IMAGE")],
-                outputs=[slot("A", "IMAGE"), slot("B", "IMAGE")], mode=4)
+    swap = meta(
+        inputs=[slot("a", "IMAGE"), slot("b", "IMAGE")], outputs=[slot("A", "IMAGE"), slot("B", "IMAGE")], mode=4
+    )
     prompt = convert(
         [node("1", "EmptyImage"), node("2", "EmptyImage"), node("3", "Swap", meta=swap), node("4", "ImageBlend")],
-        [edge("1", "IMAGE", "3", "a"), edge("2", "IMAGE", "3", "b"),
-         edge("3", "B", "4", "image1"), edge("3", "A", "4", "image2")],
+        [
+            edge("1", "IMAGE", "3", "a"),
+            edge("2", "IMAGE", "3", "b"),
+            edge("3", "B", "4", "image1"),
+            edge("3", "A", "4", "image2"),
+        ],
     )
     assert prompt["4"]["inputs"] == {"image1": ["2", 0], "image2": ["1", 0]}
 
 
 def test_bypass_prefers_an_exact_type_over_a_wildcard_input() -> None:
-    node_meta = meta(inputs=[slot("anything", "*"), slot("latent", "LATENT"), slot("image", "IMAGE")],
-                     outputs=[slot("LATENT", "LATENT"), slot("IMAGE", "IMAGE")], mode=4)
+    node_meta = meta(
+        inputs=[slot("anything", "*"), slot("latent", "LATENT"), slot("image", "IMAGE")],
+        outputs=[slot("LATENT", "LATENT"), slot("IMAGE", "IMAGE")],
+        mode=4,
+    )
     prompt = convert(
         [node("1", "EmptyImage"), node("2", "EmptyImage"), node("3", "Custom", meta=node_meta), node("4", "SaveImage")],
         [edge("1", "IMAGE", "3", "anything"), edge("2", "IMAGE", "3", "image"), edge("3", "IMAGE", "4", "images")],
@@ -289,8 +343,11 @@ def test_bypassed_node_without_an_input_of_that_type_drops_the_consumer_input() 
     # VAEDecode bypassed: its IMAGE output has no IMAGE input to come from.
     decode = meta(inputs=[slot("samples", "LATENT"), slot("vae", "VAE")], outputs=[slot("IMAGE", "IMAGE")], mode=4)
     prompt = convert(
-        [node("1", "EmptyLatentImage"), node("2", "VAEDecode", meta=decode),
-         node("3", "SaveImage", {"filename_prefix": "x", "images": "stale"})],
+        [
+            node("1", "EmptyLatentImage"),
+            node("2", "VAEDecode", meta=decode),
+            node("3", "SaveImage", {"filename_prefix": "x", "images": "stale"}),
+        ],
         [edge("1", "LATENT", "2", "samples"), edge("2", "IMAGE", "3", "images")],
     )
     assert prompt["3"]["inputs"] == {"filename_prefix": "x"}
@@ -298,8 +355,7 @@ def test_bypassed_node_without_an_input_of_that_type_drops_the_consumer_input() 
 
 def test_bypassed_node_with_its_matching_input_unconnected_drops_the_consumer_input() -> None:
     blur = meta(inputs=[slot("image", "IMAGE")], outputs=[slot("IMAGE", "IMAGE")], mode=4)
-    prompt = convert([node("2", "ImageBlur", meta=blur), node("3", "SaveImage")],
-                     [edge("2", "IMAGE", "3", "images")])
+    prompt = convert([node("2", "ImageBlur", meta=blur), node("3", "SaveImage")], [edge("2", "IMAGE", "3", "images")])
     assert prompt == {"3": {"class_type": "SaveImage", "inputs": {}}}
 
 
@@ -308,10 +364,19 @@ def test_bypassed_node_with_its_matching_input_unconnected_drops_the_consumer_in
 
 def test_reroute_chains_are_traced_to_the_real_source() -> None:
     prompt = convert(
-        [node("1", "LoadImage", meta=LOAD_IMAGE), node("r1", "Reroute"), node("r2", "Reroute"),
-         node("3", "MaskToImage"), node("4", "SaveImage")],
-        [edge("1", "MASK", "r1", "input_0"), edge("r1", "output_0", "r2", ""),
-         edge("r2", "output_0", "3", "mask"), edge("r1", "", "4", "images")],
+        [
+            node("1", "LoadImage", meta=LOAD_IMAGE),
+            node("r1", "Reroute"),
+            node("r2", "Reroute"),
+            node("3", "MaskToImage"),
+            node("4", "SaveImage"),
+        ],
+        [
+            edge("1", "MASK", "r1", "input_0"),
+            edge("r1", "output_0", "r2", ""),
+            edge("r2", "output_0", "3", "mask"),
+            edge("r1", "", "4", "images"),
+        ],
     )
     assert set(prompt) == {"1", "3", "4"}
     assert prompt["3"]["inputs"]["mask"] == ["1", 1]
@@ -324,16 +389,21 @@ def test_reroute_without_an_input_drops_the_consumer_input() -> None:
 
 
 def test_notes_are_dropped() -> None:
-    prompt = convert([node("1", "EmptyImage"), node("n1", "Note", {"text": "hello"}),
-                      node("n2", "MarkdownNote", {"text": "# hi"})])
+    prompt = convert(
+        [node("1", "EmptyImage"), node("n1", "Note", {"text": "hello"}), node("n2", "MarkdownNote", {"text": "# hi"})]
+    )
     assert list(prompt) == ["1"]
 
 
-@pytest.mark.parametrize("props", [
-    {"value": 7, "Run widget replace on values": False},
-    {"Run widget replace on values": False, "steps": 7},
-    {"Run widget replace on values": False, "_comfy_widgets": [7, "fixed"]},
-], ids=["value", "first-property", "editor-widgets"])
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"value": 7, "Run widget replace on values": False},
+        {"Run widget replace on values": False, "steps": 7},
+        {"Run widget replace on values": False, "_comfy_widgets": [7, "fixed"]},
+    ],
+    ids=["value", "first-property", "editor-widgets"],
+)
 def test_primitive_value_is_written_into_every_input_it_feeds(props: dict[str, Any]) -> None:
     prompt = convert(
         [node("p", "PrimitiveNode", props), node("1", "KSampler", {"steps": 20}), node("2", "KSampler")],
@@ -346,9 +416,10 @@ def test_primitive_value_is_written_into_every_input_it_feeds(props: dict[str, A
 
 
 def test_primitive_through_a_reroute_still_gives_its_value() -> None:
-    prompt = convert([node("p", "PrimitiveNode", {"value": "cat"}), node("r", "Reroute"),
-                      node("1", "CLIPTextEncode")],
-                     [edge("p", "STRING", "r", "input_0"), edge("r", "output_0", "1", "text")])
+    prompt = convert(
+        [node("p", "PrimitiveNode", {"value": "cat"}), node("r", "Reroute"), node("1", "CLIPTextEncode")],
+        [edge("p", "STRING", "r", "input_0"), edge("r", "output_0", "1", "text")],
+    )
     assert prompt["1"]["inputs"] == {"text": "cat"}
 
 
@@ -366,8 +437,9 @@ def test_graph_of_only_ui_nodes_has_nothing_to_run() -> None:
 
 
 def test_mixed_graph_names_the_non_comfy_nodes() -> None:
-    problems = problems_of([node("1", "EmptyImage"), node("2", "nodetool.image.Resize"),
-                            node("3", "nodetool.text.Concat")])
+    problems = problems_of(
+        [node("1", "EmptyImage"), node("2", "nodetool.image.Resize"), node("3", "nodetool.text.Concat")]
+    )
     assert len(problems) == 1
     assert "node 2 (nodetool.image.Resize), node 3 (nodetool.text.Concat)" in problems[0]
     assert "node 1" not in problems[0]
@@ -387,8 +459,11 @@ def test_duplicate_ids_are_named() -> None:
 def test_dangling_edges_name_the_missing_end() -> None:
     problems = problems_of(
         [node("1", "EmptyImage"), node("2", "SaveImage")],
-        [edge("9", "IMAGE", "2", "images", edge_id="e1"), edge("1", "IMAGE", "8", "images", edge_id="e2"),
-         edge("7", "IMAGE", "6", "images")],
+        [
+            edge("9", "IMAGE", "2", "images", edge_id="e1"),
+            edge("1", "IMAGE", "8", "images", edge_id="e2"),
+            edge("7", "IMAGE", "6", "images"),
+        ],
     )
     assert problems == [
         "edge e1 (9:IMAGE -> 2:images): source node '9' does not exist",
@@ -401,8 +476,12 @@ def test_cycle_names_only_the_nodes_on_it() -> None:
     # 1 -> 2 -> 3 -> 2 is a cycle through 2 and 3; 4 only hangs off it.
     problems = problems_of(
         [node("1", "EmptyImage"), node("2", "ImageBlend"), node("3", "ImageInvert"), node("4", "SaveImage")],
-        [edge("1", "IMAGE", "2", "image1"), edge("2", "IMAGE", "3", "image"), edge("3", "IMAGE", "2", "image2"),
-         edge("3", "IMAGE", "4", "images")],
+        [
+            edge("1", "IMAGE", "2", "image1"),
+            edge("2", "IMAGE", "3", "image"),
+            edge("3", "IMAGE", "2", "image2"),
+            edge("3", "IMAGE", "4", "images"),
+        ],
     )
     assert problems == ["cycle through node 2 (ImageBlend), node 3 (ImageInvert)"]
 
@@ -421,18 +500,29 @@ def test_cycle_through_reroutes_is_reported_and_does_not_hang() -> None:
 
 
 def test_two_edges_into_one_input_are_an_error() -> None:
-    problems = problems_of([node("1", "EmptyImage"), node("2", "EmptyImage"), node("3", "SaveImage")],
-                           [edge("1", "IMAGE", "3", "images"), edge("2", "IMAGE", "3", "images")])
+    problems = problems_of(
+        [node("1", "EmptyImage"), node("2", "EmptyImage"), node("3", "SaveImage")],
+        [edge("1", "IMAGE", "3", "images"), edge("2", "IMAGE", "3", "images")],
+    )
     assert len(problems) == 1
     assert problems[0].startswith("node 3 (SaveImage): input 'images' is fed by two edges")
 
 
 def test_every_problem_is_collected_not_just_the_first() -> None:
     problems = problems_of(
-        [node("1", "LoadImage", meta=LOAD_IMAGE), node("1", "SaveImage"), node("2", "other.Node"),
-         node("3", "ImageInvert"), node("4", "ImageInvert")],
-        [edge("1", "X", "3", "image"), edge("5", "IMAGE", "3", "image"),
-         edge("3", "IMAGE", "4", "image"), edge("4", "IMAGE", "3", "image")],
+        [
+            node("1", "LoadImage", meta=LOAD_IMAGE),
+            node("1", "SaveImage"),
+            node("2", "other.Node"),
+            node("3", "ImageInvert"),
+            node("4", "ImageInvert"),
+        ],
+        [
+            edge("1", "X", "3", "image"),
+            edge("5", "IMAGE", "3", "image"),
+            edge("3", "IMAGE", "4", "image"),
+            edge("4", "IMAGE", "3", "image"),
+        ],
     )
     text = "\n".join(problems)
     assert "not a comfy graph" in text
@@ -497,8 +587,10 @@ def test_validate_prompt_accepts_a_reference_prompt_unchanged() -> None:
 
 
 def test_validate_prompt_stringifies_node_ids_and_copies() -> None:
-    prompt: dict[Any, Any] = {1: {"class_type": "EmptyImage", "inputs": {}},
-                              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}, "_meta": {"title": "x"}}}
+    prompt: dict[Any, Any] = {
+        1: {"class_type": "EmptyImage", "inputs": {}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}, "_meta": {"title": "x"}},
+    }
     out = validate_prompt(prompt)
     assert list(out) == ["1", "2"]
     assert out["2"]["_meta"] == {"title": "x"}
@@ -507,33 +599,54 @@ def test_validate_prompt_stringifies_node_ids_and_copies() -> None:
 
 
 def _linked(slot_value: Any) -> dict[str, Any]:
-    return {"1": {"class_type": "EmptyImage", "inputs": {}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", slot_value]}}}
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", slot_value]}},
+    }
 
 
-@pytest.mark.parametrize(("prompt", "expected"), [
-    ({}, "prompt has no nodes"),
-    ([], "prompt must be a JSON object of nodes, not an array"),
-    ({"1": "EmptyImage"}, "node 1: must be an object with 'class_type' and 'inputs', not a string"),
-    ({"1": {"inputs": {}}}, "node 1: 'class_type' must be a non-empty string"),
-    ({"1": {"class_type": 5, "inputs": {}}}, "node 1: 'class_type' must be a non-empty string"),
-    ({"1": {"class_type": "EmptyImage"}}, "node 1: 'inputs' must be an object, not null"),
-    ({"1": {"class_type": "EmptyImage", "inputs": [1]}}, "node 1: 'inputs' must be an object, not an array"),
-    ({"2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}},
-     "node 2 input 'images': links to node '1', which is not in the prompt"),
-    (_linked("0"),
-     "node 2 input 'images': output slot '0' must be a non-negative integer"),
-    (_linked(True),
-     "node 2 input 'images': output slot True must be a non-negative integer"),
-    (_linked(-1),
-     "node 2 input 'images': output slot -1 must be a non-negative integer"),
-    (_linked(0.5),
-     "node 2 input 'images': output slot 0.5 must be a non-negative integer"),
-    ({"1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
-      "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}}},
-     "cycle through nodes 1, 2"),
-], ids=["empty", "array", "entry-not-object", "no-class", "class-not-str", "no-inputs", "inputs-array",
-        "missing-node", "slot-str", "slot-bool", "slot-negative", "slot-float", "cycle"])
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ({}, "prompt has no nodes"),
+        ([], "prompt must be a JSON object of nodes, not an array"),
+        ({"1": "EmptyImage"}, "node 1: must be an object with 'class_type' and 'inputs', not a string"),
+        ({"1": {"inputs": {}}}, "node 1: 'class_type' must be a non-empty string"),
+        ({"1": {"class_type": 5, "inputs": {}}}, "node 1: 'class_type' must be a non-empty string"),
+        ({"1": {"class_type": "EmptyImage"}}, "node 1: 'inputs' must be an object, not null"),
+        ({"1": {"class_type": "EmptyImage", "inputs": [1]}}, "node 1: 'inputs' must be an object, not an array"),
+        (
+            {"2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}},
+            "node 2 input 'images': links to node '1', which is not in the prompt",
+        ),
+        (_linked("0"), "node 2 input 'images': output slot '0' must be a non-negative integer"),
+        (_linked(True), "node 2 input 'images': output slot True must be a non-negative integer"),
+        (_linked(-1), "node 2 input 'images': output slot -1 must be a non-negative integer"),
+        (_linked(0.5), "node 2 input 'images': output slot 0.5 must be a non-negative integer"),
+        (
+            {
+                "1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+            },
+            "cycle through nodes 1, 2",
+        ),
+    ],
+    ids=[
+        "empty",
+        "array",
+        "entry-not-object",
+        "no-class",
+        "class-not-str",
+        "no-inputs",
+        "inputs-array",
+        "missing-node",
+        "slot-str",
+        "slot-bool",
+        "slot-negative",
+        "slot-float",
+        "cycle",
+    ],
+)
 def test_validate_prompt_rejects(prompt: Any, expected: str) -> None:
     with pytest.raises(GraphError) as info:
         validate_prompt(prompt)
@@ -559,8 +672,10 @@ def test_validate_prompt_collects_every_problem() -> None:
 
 
 def test_apply_params_overrides_inputs_in_a_new_prompt() -> None:
-    prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "model": ["4", 0]}},
-              "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}}}
+    prompt = {
+        "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "model": ["4", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}},
+    }
     before = copy.deepcopy(prompt)
     out = apply_params(prompt, {"3": {"seed": 42, "cfg": 6.5}})
     assert out["3"]["inputs"] == {"seed": 42, "steps": 20, "model": ["4", 0], "cfg": 6.5}
@@ -629,18 +744,30 @@ def test_example_converts_to_the_reference_prompt(name: str) -> None:
 
 def test_every_reference_workflow_is_covered() -> None:
     assert set(REFERENCE_WORKFLOWS) == {
-        "empty_invert_save", "empty_save", "empty_preview", "empty_latent_save_latent",
-        "loadimage_invert_save", "runtime_error_blur_1px", "slow_blur_chain_for_interrupt",
+        "empty_invert_save",
+        "empty_save",
+        "empty_preview",
+        "empty_latent_save_latent",
+        "loadimage_invert_save",
+        "runtime_error_blur_1px",
+        "slow_blur_chain_for_interrupt",
     }
 
 
 def test_text_to_image_example_wires_the_checkpoint_outputs_by_name() -> None:
     prompt = load_workflow(json.loads((EXAMPLES / "text_to_image.json").read_text()))
     classes = {node_id: entry["class_type"] for node_id, entry in prompt.items()}
-    assert sorted(classes.values()) == sorted([
-        "CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
-        "VAEDecode", "SaveImage",
-    ])
+    assert sorted(classes.values()) == sorted(
+        [
+            "CheckpointLoaderSimple",
+            "CLIPTextEncode",
+            "CLIPTextEncode",
+            "EmptyLatentImage",
+            "KSampler",
+            "VAEDecode",
+            "SaveImage",
+        ]
+    )
     ckpt = next(i for i, c in classes.items() if c == "CheckpointLoaderSimple")
     sampler = next(i for i, c in classes.items() if c == "KSampler")
     decode = next(i for i, c in classes.items() if c == "VAEDecode")

@@ -813,6 +813,7 @@ class ComfyrouteClient:
 
 # --------------------------------------------------------------------------- downloads
 
+
 def safe_filename(name: str, default: str = "output") -> str:
     """The server's file name as a local one: one path component, readable punctuation kept."""
     return _safe_name(name, default, keep=NAME_PUNCTUATION, unicode=True)

@@ -169,10 +169,23 @@ def test_widget_layout_is_the_frontends(class_type: str) -> None:
         value = widget.default
         if widget.spec is not None and widget.spec.type == "COMBO" and is_media_upload(widget.spec.options):
             value = upload_combo_value(widget.spec, value)
-        ours.append({"name": widget.name, "saved": widget.saved, "sent": widget.kind.value != "ui" and widget.sent,
-                     "value": {"undefined": True} if value is UNDEFINED else value})
-    theirs = [{"name": w["name"], "saved": w["saved"], "sent": w["sent"] and w["name"] != "waiting for camera...",
-               "value": w["value"]} for w in frontend["widgets"]]
+        ours.append(
+            {
+                "name": widget.name,
+                "saved": widget.saved,
+                "sent": widget.kind.value != "ui" and widget.sent,
+                "value": {"undefined": True} if value is UNDEFINED else value,
+            }
+        )
+    theirs = [
+        {
+            "name": w["name"],
+            "saved": w["saved"],
+            "sent": w["sent"] and w["name"] != "waiting for camera...",
+            "value": w["value"],
+        }
+        for w in frontend["widgets"]
+    ]
     assert ours == theirs
     assert list(lay.inputs) == [(i["name"], i["type"], i["widget"] is not None) for i in frontend["inputs"]]
     assert [(o.name, o.type) for o in schema.outputs] == [(o["name"], o["type"]) for o in frontend["outputs"]]

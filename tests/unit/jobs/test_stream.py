@@ -50,12 +50,18 @@ def test_a_job_followed_on_another_connection_gets_the_push_there(ports: MemoryP
 
 
 def test_outputs_are_logged_without_their_url_or_bytes(ports: MemoryPorts) -> None:
-    out = ports.outputs.put("j1", 0, OutputFile(node_id="2", output_name="images", kind="image",
-                                                filename="a.png", content_type="image/png", data=b"png"))
+    out = ports.outputs.put(
+        "j1",
+        0,
+        OutputFile(
+            node_id="2", output_name="images", kind="image", filename="a.png", content_type="image/png", data=b"png"
+        ),
+    )
     job = stored_job(ports, status=JobStatus.COMPLETED, outputs=[out])
     publish(ports, job, messages.output_updates(job, ports.outputs, 60))
     ((_, logged),) = ports.message_log.read("j1", 0, 10, limit=10)
-    assert "uri" not in logged["value"] and "data" not in logged["value"]
+    assert "uri" not in logged["value"]
+    assert "data" not in logged["value"]
     assert logged["value"]["filename"] == "a.png"
 
 
@@ -76,8 +82,13 @@ def test_reconnect_job_attaches_and_replays_what_came_after_last_seq(ports: Memo
 
 
 def test_reconnect_job_without_last_seq_replays_everything_and_signs_fresh_urls(ports: MemoryPorts) -> None:
-    out = ports.outputs.put("j1", 0, OutputFile(node_id="2", output_name="images", kind="image",
-                                                filename="a.png", content_type="image/png", data=b"png"))
+    out = ports.outputs.put(
+        "j1",
+        0,
+        OutputFile(
+            node_id="2", output_name="images", kind="image", filename="a.png", content_type="image/png", data=b"png"
+        ),
+    )
     job = stored_job(ports, status=JobStatus.COMPLETED, outputs=[out])
     publish(ports, job, [messages.job_update(job), *messages.output_updates(job, ports.outputs, 60)])
     reconnect_job(ports, ALICE_AGAIN, ReconnectJobData(job_id="j1"))

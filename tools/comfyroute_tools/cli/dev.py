@@ -74,6 +74,15 @@ def configure_dev(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-duration", type=float, default=7200, help="seconds a socket may live (default 7200)")
     parser.add_argument(
+        "--nodetool",
+        action="store_true",
+        help=(
+            "serve nodetool's unchanged web client: its binary (msgpack) frames go to $default, which "
+            "hands them to their routes (a deployed API Gateway closes such a socket with 1003), and a "
+            "connection from loopback without a key is the dev user (nodetool sends none on localhost)"
+        ),
+    )
+    parser.add_argument(
         "--state-file",
         type=Path,
         default=None,
@@ -142,6 +151,7 @@ def run_dev(args: argparse.Namespace) -> int:
             template_path=args.template,
             handler_log_level=args.log_level,
             state_file=args.state_file or default_state_file(),
+            nodetool=args.nodetool,
         )
     except ValueError as exc:
         print(f"comfyroute dev: {exc}", file=sys.stderr)
@@ -164,6 +174,11 @@ def run_dev(args: argparse.Namespace) -> int:
                     f"  token       {stack.token}   (user {stack.dev_user})",
                     f"  executors   local -> {args.comfyui_addr}   runpod -> {runpod_base} (API key {runpod_key})",
                     f"  moto        {stack.moto_endpoint}",
+                    *(
+                        [f"  nodetool    VITE_API_URL={stack.http_url}   (socket {stack.ws_url}/ws)"]
+                        if args.nodetool
+                        else []
+                    ),
                     "",
                     "State is in memory and is gone when this stops. Ctrl-C to stop.",
                     "",

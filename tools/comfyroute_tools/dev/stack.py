@@ -162,6 +162,8 @@ class DevStack:
     template's logical id or function name (tests). ``env_overrides`` wins over the template's
     environment (e.g. ``POLL_INTERVAL_CAP_SECONDS``). ``binary_frames`` is the gateway's
     (``"reject"`` as API Gateway does; ``"default_route"`` for MessagePack clients on one machine).
+    ``nodetool`` is `comfyroute dev --nodetool`: binary frames to ``$default``, and a connection
+    from loopback without a token is ``dev_user`` (nodetool's client sends no key on localhost).
     """
 
     def __init__(
@@ -188,6 +190,7 @@ class DevStack:
         web_dir: str | Path | None = None,
         on_job_event: Callable[[JobEvent], None] | None = None,
         binary_frames: BinaryFrames = "reject",
+        nodetool: bool = False,
     ) -> None:
         if token is not None and not MIN_TOKEN_LENGTH <= len(token) <= MAX_TOKEN_LENGTH:
             raise ValueError(f"the dev token must be {MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH} characters long")
@@ -212,7 +215,8 @@ class DevStack:
         default_web = Path(__file__).resolve().parents[1] / "web"
         self.web_dir = Path(web_dir) if web_dir else default_web
         self.on_job_event = on_job_event
-        self.binary_frames: BinaryFrames = binary_frames
+        self.nodetool = nodetool
+        self.binary_frames: BinaryFrames = "default_route" if nodetool else binary_frames
 
         self.plan: TemplatePlan | None = None
         self.env: dict[str, str] = {}
@@ -441,6 +445,9 @@ class DevStack:
             env["RUNPOD_API_BASE"] = self.runpod_api_base
         if self.handler_log_level:
             env["POWERTOOLS_LOG_LEVEL"] = self.handler_log_level
+        if self.nodetool:
+            # Read by the authorizer only, and only for connections from 127.0.0.1 / ::1.
+            env["DEV_ANONYMOUS_USER"] = self.dev_user
         env.update(self.env_overrides)
         for sm in self.plan.state_machines:
             env.setdefault("STATE_MACHINE_ARN", sm.arn)

@@ -32,11 +32,15 @@ def notify_job(ports: Ports, job_id: str, *, final: bool, failure: Mapping[str, 
         return NotifyResult(job_id=job_id, delivered=False, reason="no such job")
     if failure is not None and not job.status.terminal:
         job = lifecycle.fail(ports.jobs, job_id, describe_failure(failure)).job
-    pushes: list[JobStreamMessage] = [messages.job_update(job)]
+    pushes: list[JobStreamMessage] = []
     if final or job.status.terminal:
+        # Nodes and outputs before the final job_update: a client may stop reading at a terminal
+        # status (nodetool's runner goes idle on it; comfyroute's client returns).
         pushes.extend(messages.final_node_updates(job))
         pushes.extend(messages.output_updates(job, ports.outputs, ports.config.presign_seconds))
+        pushes.append(messages.job_update(job))
     else:
+        pushes.append(messages.job_update(job))
         progress = messages.node_progress(job)
         if progress is not None:
             pushes.append(progress)
