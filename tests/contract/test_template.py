@@ -50,6 +50,7 @@ ROUTES = {
     "cancel_job": "CancelJobFunction",
     "get_job": "JobQueriesFunction",
     "list_jobs": "JobQueriesFunction",
+    "reconnect_job": "JobQueriesFunction",
     "save_workflow": "SaveWorkflowFunction",
 }
 PUSHERS = {
@@ -192,11 +193,29 @@ def test_every_route_reaches_its_function_through_a_proxy_integration(resources:
     assert found == ROUTES
 
 
+def test_default_hands_commands_to_their_routes_functions_and_may_invoke_only_those(
+    resources: dict[str, Any],
+) -> None:
+    props = resources["DefaultFunction"]["Properties"]
+    mapping = props["Environment"]["Variables"]["ROUTE_FUNCTIONS"]
+    text = sub_text(mapping)
+    owners = {k: v.strip("${}") for k, v in json.loads(text).items()}
+    assert owners == {k: v for k, v in ROUTES.items() if not k.startswith("$")}
+    invokable = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p}
+    assert invokable == set(owners.values())
+    # ...and nothing of theirs: no table but the connections, no state machine, no secrets.
+    assert not statements_with(resources, "DefaultFunction", "states:")
+    assert not statements_with(resources, "DefaultFunction", "secretsmanager:")
+
+
 def test_only_connect_is_authorized_by_the_token_authorizer(resources: dict[str, Any]) -> None:
     (auth_id, authorizer), *_ = of_type(resources, "AWS::ApiGatewayV2::Authorizer").items()
     props = authorizer["Properties"]
     assert props["AuthorizerType"] == "REQUEST"
-    assert props["IdentitySource"] == ["route.request.querystring.token"]
+    # No identity source: the token may come as ?api_key=, ?token= or Authorization: Bearer,
+    # and API Gateway refuses (401) before the authorizer whatever listed source is missing.
+    assert "IdentitySource" not in props
+    assert "AuthorizerResultTtlInSeconds" not in props
     assert function_of_lambda_uri(props["AuthorizerUri"]) == "AuthorizerFunction"
     for route in of_type(resources, "AWS::ApiGatewayV2::Route").values():
         rprops = route["Properties"]
@@ -435,7 +454,10 @@ def test_table_access_follows_what_each_function_does(resources: dict[str, Any])
 
     assert tables("AuthorizerFunction", "DynamoDBReadPolicy") == {"ApiKeysTable"}
     assert tables("AuthorizerFunction", "DynamoDBCrudPolicy") == set()
-    assert tables("JobQueriesFunction", "DynamoDBReadPolicy") == {"JobsTable"}
+    assert tables("JobQueriesFunction", "DynamoDBReadPolicy") == {"JobsTable", "JobMessagesTable"}
+    # The job's message stream is written by the functions that push job messages, and only them.
+    writers = {lid for lid in FUNCTIONS if "JobMessagesTable" in tables(lid, "DynamoDBCrudPolicy")}
+    assert writers == {"RunJobFunction", "CancelJobFunction", "NotifyFunction"}
     # ...plus UpdateItem alone, to move a running job to the client's new connection.
     jobs_statements = [
         st
@@ -468,6 +490,7 @@ EXPECTED_TABLES = {
     "WORKFLOWS_TABLE": (("user_id", "S"), ("workflow_id", "S"), None, True),
     "IDEMPOTENCY_TABLE": (("id", "S"), None, "expiration", False),
     "API_KEYS_TABLE": (("key_hash", "S"), None, None, True),
+    "JOB_MESSAGES_TABLE": (("job_id", "S"), ("job_seq", "N"), "ttl", False),
 }
 
 

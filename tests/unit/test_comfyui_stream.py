@@ -457,6 +457,10 @@ def comfy() -> Iterator[FakeComfyUI]:
         yield fake
 
 
+# What /history says of INVERT_SAVE's nodes once it ran (ComfyUIExecutor.status, node_outcomes).
+ALL_COMPLETED = {"1": "completed", "2": "completed", "3": "completed"}
+
+
 def test_a_prompt_is_followed_from_its_socket_to_the_end(comfy: FakeComfyUI) -> None:
     executor, job = executor_for(comfy), new_job()
     executor.submit(INVERT_SAVE, job)
@@ -467,8 +471,9 @@ def test_a_prompt_is_followed_from_its_socket_to_the_end(comfy: FakeComfyUI) -> 
     assert result.outputs == ("3",)
     assert result.nodes == {"1": NodeState.COMPLETED, "2": NodeState.COMPLETED, "3": NodeState.COMPLETED}
     assert (result.connects, result.looks) == (1, 1)
-    # The follow waited for "nothing runs": the confirming look finds the prompt in /history.
-    assert executor.status(job) == ExecutorStatus(state=JobStatus.COMPLETED)
+    # The follow waited for "nothing runs": the confirming look finds the prompt in /history,
+    # with how each node ended.
+    assert executor.status(job) == ExecutorStatus(state=JobStatus.COMPLETED, nodes=ALL_COMPLETED)
     assert comfy.ws_clients == [f"comfyroute-{job}"]
     assert comfy.requests.count(("GET", "/queue")) == 2  # the follow's one look, and the check above
     kinds = summary(seen)
@@ -506,9 +511,9 @@ def test_a_prompt_that_finished_before_the_socket_opened_is_found_in_history(com
     result, seen = follow(executor, job)
     assert result.end is FollowEnd.FINISHED
     assert result.confirmed
-    assert result.status == ExecutorStatus(state=JobStatus.COMPLETED)
+    assert result.status == ExecutorStatus(state=JobStatus.COMPLETED, nodes=ALL_COMPLETED)
     assert result.outputs == ()  # nothing streamed: the caller collects every output from /history
-    assert seen == [StatusSeen(ExecutorStatus(state=JobStatus.COMPLETED))]
+    assert seen == [StatusSeen(ExecutorStatus(state=JobStatus.COMPLETED, nodes=ALL_COMPLETED))]
 
 
 def test_a_window_ends_the_follow_and_the_next_window_carries_on() -> None:
