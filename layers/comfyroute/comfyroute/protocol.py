@@ -336,6 +336,7 @@ class RunJobData(_Model):
     @classmethod
     def _files_unique(cls, v: list[InputFileRef] | None) -> list[InputFileRef] | None:
         return _unique_names(v)
+
     # nodetool's run_job_request fields. Only job_type is checked ("workflow" is the only kind
     # comfyroute runs); the rest describe nodetool's own server and are ignored.
     type: Literal["run_job_request"] | None = None
