@@ -116,7 +116,9 @@ def test_connect_without_authorizer_context_is_refused(stack, lambda_context):
 def test_default_route_answers_ping_and_names_known_commands(stack, lambda_context):
     connect(stack)
     assert invoke(stack, "DefaultFunction", "default_ping", lambda_context) == {"statusCode": 200}
-    assert pushed(stack) == [{"type": "pong"}]
+    (pong,) = pushed(stack)
+    assert pong["type"] == "pong"
+    assert isinstance(pong["ts"], float)
     invoke(stack, "DefaultFunction", "default_unknown", lambda_context)
     (error,) = pushed(stack, "error")
     assert error["code"] == "unknown_command"
@@ -373,7 +375,9 @@ def test_notify_final_sends_status_and_inline_outputs(stack, lambda_context, htt
     invoke(stack, "PollFunction", "poll", lambda_context)
     result = invoke(stack, "NotifyFunction", "notify_final", lambda_context)
     assert result["delivered"] is True
-    assert result["sent"] == 2
+    nodes = pushed(stack, "node_update")
+    assert result["sent"] == 2 + len(nodes)
+    assert ("3", "completed", "comfy.SaveImage") in {(n["node_id"], n["status"], n["node_type"]) for n in nodes}
     update = pushed(stack, "job_update")[-1]
     assert update["status"] == "completed"
     assert update["duration"] >= 0
