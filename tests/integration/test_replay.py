@@ -560,3 +560,127 @@ def test_an_unexpected_error_in_submit_fails_the_job_and_tells_the_client(stack,
     assert error["code"] == "internal"
     assert error["request"] == "run_job"
     assert "bug" not in error["message"]
+
+
+# --------------------------------------------------------------------------- nodetool
+
+
+def test_authorizer_reads_nodetools_api_key(stack, lambda_context):
+    auth.issue_token(get_ports().api_keys, "alice", token=TOKEN)
+    policy = invoke(stack, "AuthorizerFunction", "authorizer_api_key", lambda_context)
+    assert policy["context"] == {"user_id": "alice"}
+    event = load_event("authorizer_no_token")
+    event["headers"] = {**(event.get("headers") or {}), "Authorization": f"Bearer {TOKEN}"}
+    assert invoke(stack, "AuthorizerFunction", event, lambda_context)["context"] == {"user_id": "alice"}
+
+
+def test_anonymous_connections_are_the_dev_user_only_from_loopback_and_only_when_configured(stack, lambda_context):
+    event = load_event("authorizer_no_token")
+    event["requestContext"]["identity"] = {"sourceIp": "127.0.0.1"}
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        invoke(stack, "AuthorizerFunction", event, lambda_context)
+    ports = get_ports()
+    ports.config = ports.config._replace(dev_anonymous_user="dev")
+    assert invoke(stack, "AuthorizerFunction", event, lambda_context)["context"] == {"user_id": "dev"}
+    event["requestContext"]["identity"] = {"sourceIp": "203.0.113.10"}
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        invoke(stack, "AuthorizerFunction", event, lambda_context)
+
+
+def _active_job(stack: Stack, job_id: str, user: str) -> None:
+    stack.table("JobsTable").put_item(
+        Item={
+            "job_id": job_id,
+            "user_id": user,
+            "connection_id": "old-connection",
+            "executor": "local",
+            "status": "running",
+            "created_at": 1,
+            "updated_at": 1,
+            "deadline": 9_999_999_999,
+        }
+    )
+
+
+def test_connect_with_resume_job_moves_the_users_job_to_the_new_connection(stack, lambda_context):
+    _active_job(stack, "job-replay-1", "alice")
+    assert invoke(stack, "ConnectFunction", "connect_resume_job", lambda_context) == {"statusCode": 200}
+    assert _job("job-replay-1")["connection_id"] == CONN
+
+
+def test_connect_with_resume_job_leaves_someone_elses_job_alone(stack, lambda_context):
+    _active_job(stack, "job-replay-1", "bob")
+    assert invoke(stack, "ConnectFunction", "connect_resume_job", lambda_context) == {"statusCode": 200}
+    assert _job("job-replay-1")["connection_id"] == "old-connection"
+
+
+def test_default_answers_nodetools_heartbeat_with_a_pong(stack, lambda_context):
+    connect(stack)
+    invoke(stack, "DefaultFunction", "default_nodetool_ping", lambda_context)
+    (pong,) = pushed(stack)
+    assert pong["type"] == "pong"
+    assert isinstance(pong["ts"], float)
+
+
+def test_default_hands_a_msgpack_run_job_to_the_run_job_function(stack, lambda_context, http, monkeypatch):
+    from comfyroute.aws import clients
+    from comfyroute.awslambda import dispatch
+    from comfyroute.frames import decode_event_body
+
+    connect(stack)
+    event = load_event("default_msgpack_run_job")
+    frame = decode_event_body(event)
+    invoked: list[dict[str, Any]] = []
+
+    class RecordingLambda:
+        def invoke(self, **call: Any) -> dict[str, Any]:
+            invoked.append(call)
+            return {"StatusCode": 202}
+
+    recording = RecordingLambda()
+
+    def lambda_client() -> RecordingLambda:
+        return recording
+
+    lambda_client.cache_clear = lambda: None  # type: ignore[attr-defined]  # reset_clients calls it
+    monkeypatch.setattr(clients, "lambda_client", lambda_client)
+    monkeypatch.setenv("ROUTE_FUNCTIONS", json.dumps({"run_job": "stack-RunJobFunction"}))
+    dispatch.route_functions.cache_clear()
+    try:
+        assert invoke(stack, "DefaultFunction", event, lambda_context) == {"statusCode": 200}
+    finally:
+        dispatch.route_functions.cache_clear()
+    assert pushed(stack) == []  # $default answers nothing itself: the owner does
+    (call,) = invoked
+    assert (call["FunctionName"], call["InvocationType"]) == ("stack-RunJobFunction", "Event")
+    routed = json.loads(call["Payload"])
+    assert routed["requestContext"]["routeKey"] == "run_job"
+    assert routed["requestContext"]["authorizer"] == event["requestContext"]["authorizer"]
+    assert routed["isBase64Encoded"] is False
+    assert json.loads(routed["body"]) == frame
+    # The owner runs it as if API Gateway had routed a JSON frame to it.
+    job_id = frame["data"]["job_id"]
+    fake_comfy(http, job_id)
+    invoke(stack, "RunJobFunction", routed, lambda_context)
+    (update,) = pushed(stack, "job_update")
+    assert (update["job_id"], update["workflow_id"], update["job_seq"]) == (job_id, "wf-nodetool-import", 1)
+    assert update["status"] in ("queued", "running")
+    assert _job(job_id)["user_id"] == "alice"  # the token's user, never data.user_id ("1")
+
+
+def test_reconnect_job_replays_after_last_seq_from_the_log(stack, lambda_context, http):
+    _submitted(stack, lambda_context, http, history="history_ok")
+    invoke(stack, "PollFunction", "poll", lambda_context)
+    invoke(stack, "NotifyFunction", "notify_final", lambda_context)
+    sent = [m for m in pushed(stack) if m.get("job_id") == "job-replay-1"]
+    assert [m["job_seq"] for m in sent] == list(range(1, len(sent) + 1))
+    event = load_event("reconnect_job")
+    event["requestContext"]["connectionId"] = "new-connection"
+    connect(stack, connection_id="new-connection")
+    invoke(stack, "JobQueriesFunction", event, lambda_context)
+    resumed, *replay = pushed(stack, connection_id="new-connection")
+    assert (resumed["type"], resumed["status"], resumed["last_seq"]) == ("job_resumed", "finished", len(sent))
+    assert [m["job_seq"] for m in replay] == list(range(2, len(sent) + 1))
+    (out,) = [m for m in replay if m["type"] == "output_update"]
+    assert out["value"]["uri"].startswith("https://")  # signed anew
+    assert out["metadata"]["content_type"] == "image/png"
