@@ -31,6 +31,7 @@ from comfyroute.protocol import (
     JobOutput,
     JobStatus,
     JobUpdate,
+    NodeUpdate,
     OutputUpdate,
     ServerMessage,
 )
@@ -186,16 +187,14 @@ def test_graph_example_completes_with_the_executors_bytes(
     graph = example_graph("empty_invert_save.json")
     seen: list[ServerMessage] = []
 
-    async def scenario() -> tuple[JobResult, ServerMessage]:
+    async def scenario() -> JobResult:
         async with connect(dev_stack, token) as client:
             job_id = await client.run_job(graph=graph)
             result = await client.follow(job_id, timeout=FOLLOW_TIMEOUT, on_message=seen.append)
             await assert_outputs_match(result.outputs, comfy, tmp_path)
-            # Notify pushes each output after the final job_update; follow() took the list from
-            # get_job, so the pushed one is still waiting for whoever reads messages().
-            return result, await next_message(client)
+            return result
 
-    result, pushed = run(scenario())
+    result = run(scenario())
     assert result.status is JobStatus.COMPLETED, result.error
     assert result.executor is ExecutorKind.LOCAL
     # ComfyUI got the converted graph, exactly once, and served the file through /view.
@@ -207,8 +206,15 @@ def test_graph_example_completes_with_the_executors_bytes(
     statuses = [m.status for m in seen if isinstance(m, JobUpdate)]
     assert statuses[0] is JobStatus.QUEUED
     assert statuses[-1] is JobStatus.COMPLETED
-    assert isinstance(pushed, OutputUpdate)
+    # Notify pushes the nodes and outputs before the final job_update, so follow() saw them.
+    (pushed,) = [m for m in seen if isinstance(m, OutputUpdate)]
     assert (pushed.job_id, pushed.node_id, pushed.value.filename) == (result.job_id, "3", out.value.filename)
+    assert seen.index(pushed) < len(seen) - 1
+    assert {(m.node_id, m.status) for m in seen if isinstance(m, NodeUpdate)} == {
+        ("1", "completed"),
+        ("2", "completed"),
+        ("3", "completed"),
+    }
 
 
 def test_comfyroute_run_cli_saves_the_outputs(

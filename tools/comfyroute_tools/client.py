@@ -55,6 +55,7 @@ from comfyroute.protocol import (
     ListJobs,
     ListJobsData,
     NodeProgress,
+    NodeUpdate,
     OutputUpdate,
     OutputValue,
     Ping,
@@ -251,7 +252,7 @@ def _concerns_job(msg: ServerMessage, job_id: str) -> bool:
     An error carrying the job id is only about the job when it answers ``run_job`` (or names no
     request); a refused ``cancel_job`` or ``get_job`` leaves the job running and is left to
     ``messages()`` and the request that asked."""
-    if isinstance(msg, JobUpdate | NodeProgress | OutputUpdate):
+    if isinstance(msg, JobUpdate | NodeProgress | NodeUpdate | OutputUpdate):
         return msg.job_id == job_id
     if isinstance(msg, ErrorMessage):
         if msg.code == "in_progress":

@@ -56,9 +56,18 @@ def routed_event(event: Mapping[str, Any], frame: Mapping[str, Any], command: st
     context = dict(routed.get("requestContext") or {})
     context["routeKey"] = command
     routed["requestContext"] = context
-    routed["body"] = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    routed["body"] = json.dumps(_without_secrets(frame), separators=(",", ":"), ensure_ascii=False)
     routed["isBase64Encoded"] = False
     return routed
+
+
+def _without_secrets(frame: Mapping[str, Any]) -> dict[str, Any]:
+    """The frame minus nodetool's ``data.auth_token`` (its Supabase session): the owner would
+    drop it at parse anyway, and it need not travel through Lambda's event queue."""
+    data = frame.get("data")
+    if isinstance(data, Mapping) and "auth_token" in data:
+        return {**frame, "data": {k: v for k, v in data.items() if k != "auth_token"}}
+    return dict(frame)
 
 
 def hand_over(event: Mapping[str, Any], frame: Mapping[str, Any], command: str, function_name: str) -> None:
