@@ -146,7 +146,8 @@ def test_every_table_exists_with_the_templates_keys(stack: DevStack, template: d
 def test_buckets_exist(stack: DevStack, template: dict[str, Any]) -> None:
     buckets = resources_of(template, "AWS::S3::Bucket")
     have = {b["Name"] for b in stack.client("s3").list_buckets()["Buckets"]}
-    assert have == {f"comfyroute-dev-{lid.lower()}" for lid in buckets}
+    # The access log bucket exists only with OutputsAccessLogging "true" (default "false").
+    assert have == {f"comfyroute-dev-{lid.lower()}" for lid in buckets if lid != "AccessLogsBucket"}
     assert stack.env["OUTPUTS_BUCKET"] in have
 
 
@@ -155,24 +156,23 @@ def test_state_machine_runs_the_asl_file_with_substitutions(stack: DevStack, tem
     machine = sfn.describe_state_machine(stateMachineArn=stack.env["STATE_MACHINE_ARN"])
     functions = {f["FunctionName"]: f["FunctionArn"] for f in stack.client("lambda").list_functions()["Functions"]}
     text = (ROOT / "statemachine" / "job.asl.json").read_text()
-    job_timeout = template["Parameters"]["JobTimeoutSeconds"]["Default"]
-    expected = (
-        text.replace("${PollFunctionArn}", functions["comfyroute-dev-PollFunction"])
-        .replace("${NotifyFunctionArn}", functions["comfyroute-dev-NotifyFunction"])
-        .replace(
-            "${ExecutionTimeoutSeconds}",
-            template["Mappings"]["JobTimeouts"][str(job_timeout)]["ExecutionTimeoutSeconds"],
-        )
+    expected = text.replace("${PollFunctionArn}", functions["comfyroute-dev-PollFunction"]).replace(
+        "${NotifyFunctionArn}", functions["comfyroute-dev-NotifyFunction"]
     )
     assert json.loads(machine["definition"]) == json.loads(expected)
     assert machine["type"] == "STANDARD"
+    # The loop's limit comes from the job timeout through run_job's execution input.
+    job_timeout = template["Parameters"]["JobTimeoutSeconds"]["Default"]
+    mapped = template["Mappings"]["JobTimeouts"][str(job_timeout)]["ExecutionTimeoutSeconds"]
+    assert stack.env["EXECUTION_TIMEOUT_SECONDS"] == mapped
 
 
 def test_handler_environment_follows_the_template(stack: DevStack, template: dict[str, Any]) -> None:
     globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert set(globals_env) <= set(stack.env)
     assert stack.env["WEBSOCKET_ENDPOINT"] == stack.http_url
-    assert stack.env["SECRETS_PREFIX"] == globals_env["SECRETS_PREFIX"]
+    # Scoped to the stack (template parameter SecretsPrefix, empty: the stack name).
+    assert stack.env["SECRETS_PREFIX"] == "comfyroute-dev"
     assert stack.env["POLL_INTERVAL_START_SECONDS"] == globals_env["POLL_INTERVAL_START_SECONDS"]
     functions = resources_of(template, "AWS::Serverless::Function")
     registered = set(stack.registry.names())
@@ -182,7 +182,7 @@ def test_handler_environment_follows_the_template(stack: DevStack, template: dic
 def test_dev_user_secret_holds_the_executor_settings(stack: DevStack, comfy: FakeComfyUI) -> None:
     expected = {"COMFYUI_ADDR": comfy.addr, "RUNPOD_API_KEY": "rp-secret-key"}
     # The dev user's own secret and the default every other dev-stack user falls back to.
-    for name in ("comfyroute/users/dev", "comfyroute/default"):
+    for name in ("comfyroute-dev/users/dev", "comfyroute-dev/default"):
         secret = stack.client("secretsmanager").get_secret_value(SecretId=name)
         assert json.loads(secret["SecretString"]) == expected
 
@@ -307,9 +307,7 @@ def test_run_job_completes_against_comfyui(stack: DevStack, comfy: FakeComfyUI, 
     job_id = f"dev-job-{int(time.time() * 1000)}"
     with open_ws(stack, stack.token) as ws:
         ws.send(json.dumps({"command": "run_job", "data": {"job_id": job_id, "prompt": PROMPT}}))
-        messages = receive_until(
-            ws, lambda m: m.get("type") == "job_update" and m.get("status") in TERMINAL
-        )
+        messages = receive_until(ws, lambda m: m.get("type") == "job_update" and m.get("status") in TERMINAL)
         # Outputs follow the final job_update.
         outputs = [json.loads(ws.recv(timeout=TIMEOUT))]
     statuses = [m["status"] for m in messages if m.get("type") == "job_update"]

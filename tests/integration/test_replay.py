@@ -251,7 +251,7 @@ def _put_secret(name: str, value: dict[str, str]) -> None:
 
 def test_runpod_job_uses_the_users_secret_and_never_leaks_it(stack, lambda_context, http):
     connect(stack)
-    _put_secret("comfyroute/users/alice", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
+    _put_secret(f"{stack.env['SECRETS_PREFIX']}/users/alice", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
     http.post(f"{RUNPOD}/run", json={"id": "rp-1", "status": "IN_QUEUE"})
     invoke(stack, "RunJobFunction", "run_job_runpod", lambda_context)
     assert http.calls[0].request.headers["Authorization"] == "Bearer rpa_SECRET_KEY_123"
@@ -267,7 +267,7 @@ def test_runpod_job_uses_the_users_secret_and_never_leaks_it(stack, lambda_conte
 
 def test_runpod_key_refused_fails_without_echoing_the_key(stack, lambda_context, http, capsys):
     connect(stack)
-    _put_secret("comfyroute/default", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
+    _put_secret(f"{stack.env['SECRETS_PREFIX']}/default", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
     http.post(f"{RUNPOD}/run", status=401, json={"error": "bad key rpa_SECRET_KEY_123"})
     invoke(stack, "RunJobFunction", "run_job_runpod", lambda_context)
     job = _job("job-replay-2")
@@ -292,7 +292,7 @@ def test_saved_workflow_settings_are_used_and_the_request_wins(stack, lambda_con
     invoke(stack, "SaveWorkflowFunction", "save_workflow", lambda_context)
     (saved,) = pushed(stack, "workflow_saved")
     assert saved["settings"] == {"comfy_executor": "runpod", "runpod_endpoint_id": "ep_123"}
-    _put_secret("comfyroute/users/alice", {"RUNPOD_API_KEY": "k"})
+    _put_secret(f"{stack.env['SECRETS_PREFIX']}/users/alice", {"RUNPOD_API_KEY": "k"})
     http.post(f"{RUNPOD}/run", json={"id": "rp-9", "status": "IN_QUEUE"})
     by_id = load_event("run_job")
     by_id["body"] = json.dumps({"command": "run_job", "data": {"job_id": "from-saved", "workflow_id": "wf-invert"}})
