@@ -147,8 +147,10 @@ def select_route(body: str | None, expression: str, routes: Mapping[str, Any]) -
     if body is None or not expression.startswith(prefix):
         return "$default"
     try:
-        value: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        # Numbers stay text: route selection must not trip on Python's int-parsing limit
+        # (4,300 digits) or on NaN, which API Gateway's own parser reads past.
+        value: Any = json.loads(body, parse_int=str, parse_float=str, parse_constant=str)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return "$default"
     for part in expression[len(prefix) :].split("."):
         if not isinstance(value, dict) or part not in value:
