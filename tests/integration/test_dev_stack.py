@@ -197,12 +197,56 @@ def test_only_the_tokens_hash_is_stored(stack: DevStack) -> None:
     assert stack.token not in json.dumps(items)
 
 
-def test_state_file_names_the_moto_endpoint_but_not_the_token(stack: DevStack) -> None:
+def test_state_file_gives_the_client_url_and_token_and_only_its_owner_may_read_it(
+    stack: DevStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from comfyroute_tools.cli.run import resolve_endpoint
+
     assert stack.state_file is not None
+    assert stack.state_file.stat().st_mode & 0o777 == 0o600
+    assert stack.state_file.parent.stat().st_mode & 0o077 == 0
     state = json.loads(stack.state_file.read_text())
     assert state["moto_endpoint"] == stack.moto_endpoint
     assert state["api_keys_table"] == stack.env["API_KEYS_TABLE"]
-    assert stack.token not in stack.state_file.read_text()
+    assert state["ws_url"] == stack.ws_url
+    assert state["token"] == stack.token
+    assert state["management_secret_key"] == stack.management_key.secret_key
+    # What `comfyroute run --help` promises: no --token and no COMFYROUTE_TOKEN -> this file.
+    monkeypatch.setenv("COMFYROUTE_DEV_STATE", str(stack.state_file))
+    endpoint = resolve_endpoint(None, None, env={})
+    assert endpoint.url == stack.ws_url
+    assert endpoint.token.get_secret_value() == stack.token
+    # ...but never for another server.
+    assert (
+        resolve_endpoint(
+            "ws://elsewhere.example:3001", None, env={"COMFYROUTE_TOKEN": "t" * 20}
+        ).token.get_secret_value()
+        == "t" * 20
+    )
+
+
+def test_state_file_made_private_even_when_it_existed_world_readable(tmp_path: Path) -> None:
+    from comfyroute_tools.dev.stack import write_private
+
+    path = tmp_path / "sub" / "dev.json"
+    path.parent.mkdir()
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private(path, '{"token": "x"}')
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text() == '{"token": "x"}'
+
+
+def test_make_dev_passes_args_to_comfyroute_dev() -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(
+        ["make", "-n", "dev", "ARGS=--port 3999 --host 0.0.0.0"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert ".venv/bin/comfyroute dev --port 3999 --host 0.0.0.0" in out.splitlines()
 
 
 # --------------------------------------------------------------------------- Lambda in-process

@@ -41,7 +41,14 @@ def configure_dev(parser: argparse.ArgumentParser) -> None:
         "Executors: 'local' reaches COMFYUI_ADDR; 'runpod' uses RUNPOD_API_BASE and RUNPOD_API_KEY "
         "from the environment."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=(
+            "address to listen on (default 127.0.0.1); beyond loopback the Management API on the port "
+            "answers only calls signed with this stack's key"
+        ),
+    )
     parser.add_argument(
         "--port", type=int, default=3001, help="port for WebSocket, Management API and web (default 3001)"
     )
@@ -77,7 +84,10 @@ def configure_dev(parser: argparse.ArgumentParser) -> None:
         "--state-file",
         type=Path,
         default=None,
-        help="where to note the moto endpoint for `comfyroute keys` (default ~/.comfyroute/dev.json)",
+        help=(
+            "where to note the URL, the dev token and the moto endpoint for `comfyroute run` and "
+            "`comfyroute keys` (mode 0600; default ~/.comfyroute/dev.json, env COMFYROUTE_DEV_STATE)"
+        ),
     )
 
 
@@ -164,6 +174,12 @@ def run_dev(args: argparse.Namespace) -> int:
                     f"  token       {stack.token}   (user {stack.dev_user})",
                     f"  executors   local -> {args.comfyui_addr}   runpod -> {runpod_base} (API key {runpod_key})",
                     f"  moto        {stack.moto_endpoint}",
+                    f"  state file  {stack.state_file}   (URL and token for `comfyroute run`, mode 0600)",
+                    *(
+                        ["  management  signed calls only (--host is not loopback; the key is in the state file)"]
+                        if stack.signed_management
+                        else []
+                    ),
                     "",
                     "State is in memory and is gone when this stops. Ctrl-C to stop.",
                     "",
