@@ -624,6 +624,17 @@ def test_jobs_table_has_the_by_user_index(resources: dict[str, Any]) -> None:
     assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
+def test_connections_table_has_the_by_key_index(resources: dict[str, Any]) -> None:
+    # `comfyroute keys revoke` finds the open connections of a key through it.
+    props = resources["ConnectionsTable"]["Properties"]
+    attr_types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_key"
+    assert index["KeySchema"] == [{"AttributeName": "key_id", "KeyType": "HASH"}]
+    assert attr_types["key_id"] == "S"
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
 def test_outputs_bucket_is_private_encrypted_and_expires_job_outputs(resources: dict[str, Any]) -> None:
     props = resources["OutputsBucket"]["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {

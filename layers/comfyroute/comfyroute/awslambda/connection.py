@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 def authorizer_handler() -> Handler:
-    """The ``token`` query parameter -> Allow with ``context.user_id``, else Deny."""
+    """The ``token`` query parameter -> Allow with ``context.user_id`` and ``context.key_id``
+    (the token's SHA-256, so $connect can record which key a connection uses and
+    ``comfyroute keys revoke`` can close it), else Deny."""
     preload(["api_keys"])
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -32,7 +34,8 @@ def authorizer_handler() -> Handler:
             logger.info("token refused")
             return request.policy("anonymous", allow=False)
         logger.info("token accepted", extra={"user_id": user_id})
-        return request.policy(user_id, allow=True, context={"user_id": user_id})
+        context = {"user_id": user_id, "key_id": auth.hash_token(request.token)}
+        return request.policy(user_id, allow=True, context=context)
 
     return instrument(handler, trace=False)
 
@@ -45,7 +48,10 @@ def connect_handler() -> Handler:
         if not request.user_id:
             return {"statusCode": 401}
         logger.append_keys(connection_id=request.connection_id)
-        get_ports().connections.put(request.connection_id, request.user_id)
+        if request.key_id:
+            get_ports().connections.put_for_key(request.connection_id, request.user_id, request.key_id)
+        else:
+            get_ports().connections.put(request.connection_id, request.user_id)
         logger.info("connected", extra={"user_id": request.user_id})
         return {"statusCode": 200}
 

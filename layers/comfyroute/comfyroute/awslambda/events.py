@@ -44,6 +44,8 @@ class WebSocketRequest(NamedTuple):
     # What our authorizer put in its policy's context, as API Gateway passes it on.
     user_id: str | None = None
     body: str | None = None
+    # The token's SHA-256 (the API keys table's key), also from the authorizer's context.
+    key_id: str | None = None
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> WebSocketRequest:
@@ -57,6 +59,7 @@ class WebSocketRequest(NamedTuple):
             stage=_optional(ctx, "stage"),
             user_id=_optional(authorizer, "user_id") if isinstance(authorizer, Mapping) else None,
             body=body if isinstance(body, str) else None,
+            key_id=_optional(authorizer, "key_id") if isinstance(authorizer, Mapping) else None,
         )
 
     @property
