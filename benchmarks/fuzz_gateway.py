@@ -408,7 +408,14 @@ def main() -> int:
     jobs: Counter[str] = Counter()
     with (
         FakeComfyUI(port=args.comfy_port, run_seconds=0.05) as comfy,
-        DevStack("127.0.0.1", args.port, comfyui_addr=comfy.addr, handler_log_level="ERROR") as stack,
+        DevStack(
+            "127.0.0.1",
+            args.port,
+            comfyui_addr=comfy.addr,
+            handler_log_level="ERROR",
+            # Binary frames reach $default (as MessagePack clients need) instead of a 1003 close.
+            binary_frames="default_route",
+        ) as stack,
     ):
         # The handlers' Powertools logger: capture its exceptions instead of printing JSON.
         service_log = logging.getLogger("comfyroute")

@@ -245,9 +245,9 @@ def test_a_job_poll_never_finishes_is_stopped_by_the_state_machine_and_marked_fa
     from comfyroute.executors.base import ExecutorStatus
     from comfyroute.protocol import JobStatus
 
-    svc = get_services()
-    svc.config = dataclasses.replace(
-        svc.config, poll_interval_start_seconds=1, poll_interval_cap_seconds=1, execution_timeout_seconds=4
+    ports = get_ports()
+    ports.config = ports.config._replace(
+        poll_interval_start_seconds=1, poll_interval_cap_seconds=1, execution_timeout_seconds=4
     )
     monkeypatch.setattr(ComfyUIExecutor, "status", lambda self, job_id, **kw: ExecutorStatus(state=JobStatus.RUNNING))
     loop.submit("endless-1", EMPTY_INVERT_SAVE)

@@ -138,7 +138,11 @@ def dev_target(args: argparse.Namespace) -> Target:
     state = _read_state(args.state_file or default_state_file(), required=args.endpoint_url is None)
     endpoint = args.endpoint_url or state.get("moto_endpoint")
     region = state.get("region", "us-east-1")
-    session = boto3.session.Session(region_name=region, **_DEV_CREDENTIALS)
+    session = boto3.session.Session(
+        region_name=region,
+        aws_access_key_id=_DEV_CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=_DEV_CREDENTIALS["aws_secret_access_key"],
+    )
     client = session.client("dynamodb", endpoint_url=endpoint)
     resource = session.resource("dynamodb", endpoint_url=endpoint)
     keys_table = args.table or state.get("api_keys_table")

@@ -397,7 +397,8 @@ class DevStack:
         self._moto = PolicyEnforcingMotoServer(
             ip_address="127.0.0.1",
             port=0,
-            credentials={_AWS_ENV["AWS_ACCESS_KEY_ID"]: _AWS_ENV["AWS_SECRET_ACCESS_KEY"]},
+            # The handlers sign with the stack's own secret key (see management_key).
+            credentials={self.management_key.access_key: self.management_key.secret_key},
         )
         self._moto.start()
         host, port = self._moto.get_host_and_port()

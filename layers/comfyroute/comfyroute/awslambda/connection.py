@@ -34,8 +34,9 @@ def authorizer_handler() -> Handler:
             logger.info("token refused")
             return request.policy("anonymous", allow=False)
         logger.info("token accepted", extra={"user_id": user_id})
-        context = {"user_id": user_id, "key_id": auth.hash_token(request.token)}
-        return request.policy(user_id, allow=True, context=context)
+        return request.policy(
+            user_id, allow=True, context={"user_id": user_id, "key_id": auth.hash_token(request.token)}
+        )
 
     return instrument(handler, trace=False)
 
