@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Flags for `comfyroute dev`: make dev ARGS="--port 3002 --host 0.0.0.0 --token ..."
 dev: $(STAMP)
-	$(BIN)/comfyroute dev
+	$(BIN)/comfyroute dev $(ARGS)
 
 # Chromium (Debian) and playwright for the browser tests; without root on a laptop this may
 # fail, and the browser tests then skip themselves (never in CI, where CI=true).

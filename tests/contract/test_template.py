@@ -74,8 +74,8 @@ LAMBDA_SERVICE_ERRORS = {
 TEST_SUBSTITUTIONS = {
     "PollFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:poll",
     "NotifyFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:notify",
-    "ExecutionTimeoutSeconds": "4500",
 }
+SECRETS_PREFIX_VALUE = {"Fn::If": ["SecretsPrefixFromStackName", {"Ref": "AWS::StackName"}, {"Ref": "SecretsPrefix"}]}
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -373,7 +373,7 @@ def test_globals_set_every_documented_environment_variable(template: dict[str, A
     documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", docs_section("Environment variables")))
     assert len(documented) >= 20
     assert documented <= set(env), sorted(documented - set(env))
-    assert env["SECRETS_PREFIX"] == "comfyroute"
+    assert env["SECRETS_PREFIX"] == SECRETS_PREFIX_VALUE
     assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
     assert env["JOB_TIMEOUT_SECONDS"] == {"Ref": "JobTimeoutSeconds"}
     assert env["POLL_INTERVAL_CAP_SECONDS"] == {"Ref": "PollIntervalCapSeconds"}
@@ -419,9 +419,127 @@ def test_secrets_only_for_executor_users_and_only_under_the_prefix(resources: di
     assert bool(statements) == (logical_id in SECRET_READERS)
     for s in statements:
         assert actions(s) == {"secretsmanager:GetSecretValue"}
-        assert sub_text(s["Resource"]) == (
-            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:comfyroute/*"
-        )
+        # The same prefix the functions are told (SECRETS_PREFIX), so another stack's
+        # {its prefix}/users/... secrets are out of reach.
+        text, variables = s["Resource"]["Fn::Sub"]
+        assert text == "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${Prefix}/*"
+        assert variables == {"Prefix": SECRETS_PREFIX_VALUE}
+
+
+def test_two_stacks_in_one_account_cannot_read_each_others_user_secrets(template: dict[str, Any]) -> None:
+    from fnmatch import fnmatchcase
+
+    from comfyroute_tools.dev.template import Resolver
+
+    def stack(name: str, **parameters: str) -> tuple[str, list[str]]:
+        res = Resolver(template, stack_name=name, account_id="123456789012", parameters=parameters)
+        prefix = res.resolve(template["Globals"]["Function"]["Environment"]["Variables"]["SECRETS_PREFIX"])
+        granted = [
+            res.resolve(st["Resource"])
+            for lid in SECRET_READERS
+            for st in statements_with(template["Resources"], lid, "secretsmanager:")
+        ]
+        return prefix, granted
+
+    def secret_arn(name: str) -> str:
+        # Secrets Manager appends a random suffix to every secret's ARN.
+        return f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"
+
+    # "comfyroute-b" starts with "comfyroute": the slash after the prefix keeps them apart.
+    stacks = {
+        "comfyroute": stack("comfyroute"),
+        "comfyroute-b": stack("comfyroute-b"),
+        "x": stack("x", SecretsPrefix="team/x"),
+    }
+    assert {name: prefix for name, (prefix, _) in stacks.items()} == {
+        "comfyroute": "comfyroute",
+        "comfyroute-b": "comfyroute-b",
+        "x": "team/x",
+    }
+    for name, (_, granted) in stacks.items():
+        assert len(granted) == len(SECRET_READERS)
+        for other, (other_prefix, _) in stacks.items():
+            for secret in (f"{other_prefix}/users/alice", f"{other_prefix}/default"):
+                readable = all(fnmatchcase(secret_arn(secret), arn) for arn in granted)
+                assert readable == (other == name), (name, secret)
+
+
+def test_secrets_prefix_defaults_to_the_stack_name(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["SecretsPrefix"]
+    assert param["Default"] == ""
+    assert template["Conditions"]["SecretsPrefixFromStackName"] == {"Fn::Equals": [{"Ref": "SecretsPrefix"}, ""]}
+    pattern = re.compile(param["AllowedPattern"])
+    for good in ("", "comfyroute", "team-a/comfy", "a.b_c+d=e@f"):
+        assert pattern.fullmatch(good), good
+    # A trailing or doubled slash would make {prefix}/* reach further than the stack's own names.
+    for bad in ("comfyroute/", "/x", "a//b", "a*", "a b"):
+        assert not pattern.fullmatch(bad), bad
+
+
+RESERVED = {
+    "RunJobFunction": ("ReserveRunJob", "RunJobReservedConcurrency"),
+    "PollFunction": ("ReservePoll", "PollReservedConcurrency"),
+    "NotifyFunction": ("ReserveNotify", "NotifyReservedConcurrency"),
+}
+
+
+@pytest.mark.parametrize("logical_id", sorted(RESERVED))
+def test_reserved_concurrency_is_an_optional_parameter(template: dict[str, Any], logical_id: str) -> None:
+    condition, parameter = RESERVED[logical_id]
+    props = template["Resources"][logical_id]["Properties"]
+    assert props["ReservedConcurrentExecutions"] == {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+    param = template["Parameters"][parameter]
+    # 0 would throttle the function to nothing, so it stands for "not reserved".
+    assert param["Type"] == "Number"
+    assert param["Default"] == 0
+    assert param["MinValue"] == 0
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, 0]}]}
+
+
+def test_no_other_function_reserves_concurrency(resources: dict[str, Any]) -> None:
+    for lid in set(FUNCTIONS) - set(RESERVED):
+        assert "ReservedConcurrentExecutions" not in resources[lid]["Properties"], lid
+
+
+def test_outputs_access_logging_is_optional_and_goes_to_a_private_log_bucket(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert template["Parameters"]["OutputsAccessLogging"]["Default"] == "false"
+    assert template["Conditions"]["LogOutputsAccess"] == {"Fn::Equals": [{"Ref": "OutputsAccessLogging"}, "true"]}
+    logging_config = resources["OutputsBucket"]["Properties"]["LoggingConfiguration"]
+    assert logging_config == {
+        "Fn::If": [
+            "LogOutputsAccess",
+            {"DestinationBucketName": {"Ref": "AccessLogsBucket"}, "LogFilePrefix": "outputs/"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    logs = resources["AccessLogsBucket"]
+    assert logs["Condition"] == "LogOutputsAccess"
+    props = logs["Properties"]
+    assert (
+        props["PublicAccessBlockConfiguration"]
+        == resources["OutputsBucket"]["Properties"]["PublicAccessBlockConfiguration"]
+    )
+    assert props["BucketEncryption"] == resources["OutputsBucket"]["Properties"]["BucketEncryption"]
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    (expiry,) = props["LifecycleConfiguration"]["Rules"]
+    assert expiry["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+
+    policy = resources["AccessLogsBucketPolicy"]
+    assert policy["Condition"] == "LogOutputsAccess"
+    assert policy["Properties"]["Bucket"] == {"Ref": "AccessLogsBucket"}
+    statements = {st["Sid"]: st for st in policy["Properties"]["PolicyDocument"]["Statement"]}
+    delivery = statements["S3ServerAccessLogsFromTheOutputsBucket"]
+    assert delivery["Effect"] == "Allow"
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert delivery["Action"] == "s3:PutObject"
+    assert sub_text(delivery["Resource"]) == "${AccessLogsBucket.Arn}/outputs/*"
+    # Only this stack's outputs bucket, in this account, may write logs here.
+    assert delivery["Condition"]["ArnLike"] == {"aws:SourceArn": {"Fn::GetAtt": ["OutputsBucket", "Arn"]}}
+    assert delivery["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert statements["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert template["Outputs"]["AccessLogsBucketName"]["Condition"] == "LogOutputsAccess"
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
@@ -529,6 +647,17 @@ def test_jobs_table_has_the_by_user_index(resources: dict[str, Any]) -> None:
     assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
+def test_connections_table_has_the_by_key_index(resources: dict[str, Any]) -> None:
+    # `comfyroute keys revoke` finds the open connections of a key through it.
+    props = resources["ConnectionsTable"]["Properties"]
+    attr_types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_key"
+    assert index["KeySchema"] == [{"AttributeName": "key_id", "KeyType": "HASH"}]
+    assert attr_types["key_id"] == "S"
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
 def test_outputs_bucket_is_private_encrypted_and_expires_job_outputs(resources: dict[str, Any]) -> None:
     props = resources["OutputsBucket"]["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {
@@ -583,9 +712,6 @@ def test_state_machine_resource_fills_every_placeholder(resources: dict[str, Any
     assert set(subs) == placeholders(ASL_PATH.read_text()) == REQUIRED_SUBSTITUTIONS
     assert subs["PollFunctionArn"] == {"Fn::GetAtt": ["PollFunction", "Arn"]}
     assert subs["NotifyFunctionArn"] == {"Fn::GetAtt": ["NotifyFunction", "Arn"]}
-    assert subs["ExecutionTimeoutSeconds"] == {
-        "Fn::FindInMap": ["JobTimeouts", {"Ref": "JobTimeoutSeconds"}, "ExecutionTimeoutSeconds"]
-    }
     assert props["Logging"]["IncludeExecutionData"] is False
     assert props["Logging"]["Level"] in {"ERROR", "ALL"}
     assert props["Tracing"] == {"Enabled": True}
@@ -602,6 +728,11 @@ def test_execution_timeout_leaves_poll_room_to_time_the_job_out(template: dict[s
     poll_timeout = effective_function(template, "PollFunction")["Timeout"]
     notify_timeout = effective_function(template, "NotifyFunction")["Timeout"]
     mapping = template["Mappings"]["JobTimeouts"]
+    # run_job gets the execution timeout of the configured job timeout (for max_polls).
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["EXECUTION_TIMEOUT_SECONDS"] == {
+        "Fn::FindInMap": ["JobTimeouts", {"Ref": "JobTimeoutSeconds"}, "ExecutionTimeoutSeconds"]
+    }
     for job in job_timeouts:
         execution = int(mapping[str(job)]["ExecutionTimeoutSeconds"])
         # After the deadline passes Poll may still be waiting (up to the cap) and then needs its
@@ -620,6 +751,11 @@ def test_template_parameters_and_outputs(template: dict[str, Any]) -> None:
         "LogLevel",
         "ThrottlingBurstLimit",
         "ThrottlingRateLimit",
+        "SecretsPrefix",
+        "RunJobReservedConcurrency",
+        "PollReservedConcurrency",
+        "NotifyReservedConcurrency",
+        "OutputsAccessLogging",
     } <= set(template["Parameters"])
     outputs = template["Outputs"]
     assert sub_text(outputs["WebSocketUrl"]["Value"]).startswith("wss://${WebSocketApi}.execute-api.")
@@ -628,6 +764,8 @@ def test_template_parameters_and_outputs(template: dict[str, Any]) -> None:
     assert outputs["StateMachineArn"]["Value"] == {"Ref": "JobStateMachine"}
     for table in ("ConnectionsTable", "JobsTable", "WorkflowsTable", "IdempotencyTable", "ApiKeysTable"):
         assert outputs[f"{table}Name"]["Value"] == {"Ref": table}
+    # `comfyroute keys` and operators creating secrets read where the credentials go.
+    assert outputs["SecretsPrefix"]["Value"] == SECRETS_PREFIX_VALUE
 
 
 # ------------------------------------------------------------------------------ ASL
@@ -643,7 +781,6 @@ def targets(state: Mapping[str, Any]) -> set[str]:
 def test_definition_parses_and_every_transition_exists(asl: dict[str, Any]) -> None:
     states = asl["States"]
     assert asl["StartAt"] in states
-    assert asl["TimeoutSeconds"] == 4500
     for name, state in states.items():
         missing = targets(state) - set(states)
         assert not missing, f"{name} goes to unknown states {missing}"
@@ -659,6 +796,60 @@ def test_definition_parses_and_every_transition_exists(asl: dict[str, Any]) -> N
     assert seen == set(states)
 
 
+def test_definition_file_is_valid_json_as_it_stands() -> None:
+    # CloudFormation documents DefinitionSubstitutions for strings, and a DefinitionUri file is
+    # read from S3 as it is: no unquoted ${...} number may stand in it.
+    raw = json.loads(ASL_PATH.read_text(encoding="utf-8"))
+    found: set[str] = set()
+
+    def strings(value: Any) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                yield k
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+
+    for text in strings(raw):
+        found |= placeholders(text)
+    assert found == placeholders(ASL_PATH.read_text(encoding="utf-8")) == REQUIRED_SUBSTITUTIONS
+
+
+def test_execution_ceiling_is_the_longest_execution_timeout_the_template_allows(
+    template: dict[str, Any], asl: dict[str, Any]
+) -> None:
+    mapping = template["Mappings"]["JobTimeouts"]
+    assert asl["TimeoutSeconds"] == max(int(v["ExecutionTimeoutSeconds"]) for v in mapping.values())
+    assert set(mapping) == {str(v) for v in template["Parameters"]["JobTimeoutSeconds"]["AllowedValues"]}
+
+
+def test_the_loop_stops_at_the_inputs_max_polls(asl: dict[str, Any]) -> None:
+    s = asl["States"]
+    # Poll's answer laid over the execution input: max_polls (and anything else run_job puts
+    # there) survives every loop, while Poll's own fields win.
+    assert s["Poll"]["ResultSelector"] == {"state.$": "States.JsonMerge($$.Execution.Input, $.Payload, false)"}
+    assert s["Poll"]["OutputPath"] == "$.state"
+    rule = next(c for c in s["IsDone"]["Choices"] if c["Next"] == "PollBudgetSpent")
+    assert {"Variable": "$.polls", "NumericGreaterThanEqualsPath": "$.max_polls"} in rule["And"]
+    # Guards first: a Choice on a missing or non-numeric field would fail outside every Catch.
+    assert rule["And"][:4] == [
+        {"Variable": "$.max_polls", "IsPresent": True},
+        {"Variable": "$.max_polls", "IsNumeric": True},
+        {"Variable": "$.polls", "IsPresent": True},
+        {"Variable": "$.polls", "IsNumeric": True},
+    ]
+    spent = s["PollBudgetSpent"]
+    assert spent["Type"] == "Pass"
+    assert spent["ResultPath"] == "$.error"
+    # A Fail state may not report a States.* name; this one reads well in the job's error.
+    assert spent["Result"]["Error"] == "ExecutionTimedOut"
+    # MarkFailed records the job failed and tells the client: it never stays running.
+    assert spent["Next"] == "MarkFailed"
+
+
 def test_definition_is_the_documented_loop(asl: dict[str, Any]) -> None:
     s = asl["States"]
     assert s[asl["StartAt"]] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "Poll"}
@@ -668,11 +859,11 @@ def test_definition_is_the_documented_loop(asl: dict[str, Any]) -> None:
         "FunctionName": TEST_SUBSTITUTIONS["PollFunctionArn"],
         "Payload": {"job_id.$": "$.job_id", "polls.$": "$.polls"},
     }
-    assert poll["OutputPath"] == "$.Payload"
+    assert poll["OutputPath"] == "$.state"
     choice = s[poll["Next"]]
     assert choice["Type"] == "Choice"
     assert choice["Default"] == "Wait"
-    assert [c["Next"] for c in choice["Choices"]] == ["NotifyFinal", "NotifyProgress"]
+    assert [c["Next"] for c in choice["Choices"]] == ["NotifyFinal", "PollBudgetSpent", "NotifyProgress"]
     assert s["NotifyProgress"]["Next"] == "Wait"
     assert s[s["NotifyFinal"]["Next"]]["Type"] == "Succeed"
     assert s[s["MarkFailed"]["Next"]]["Type"] == "Fail"
@@ -733,15 +924,23 @@ def test_error_names_match_the_library_exception_classes() -> None:
 
 
 def test_load_definition_names_missing_substitutions() -> None:
-    with pytest.raises(DefinitionError, match="ExecutionTimeoutSeconds"):
-        load_definition({k: v for k, v in TEST_SUBSTITUTIONS.items() if k != "ExecutionTimeoutSeconds"}, ASL_PATH)
+    with pytest.raises(DefinitionError, match="NotifyFunctionArn"):
+        load_definition({k: v for k, v in TEST_SUBSTITUTIONS.items() if k != "NotifyFunctionArn"}, ASL_PATH)
+
+
+def test_load_definition_rejects_a_numeric_placeholder(tmp_path: Path) -> None:
+    # What the definition used to do: JSON only once filled in, which CloudFormation does not promise.
+    broken = tmp_path / "numeric.asl.json"
+    broken.write_text('{"StartAt": "S", "TimeoutSeconds": ${T}, "States": {"S": {"Type": "Succeed"}}}')
+    with pytest.raises(DefinitionError, match="before substitution"):
+        load_definition({"T": "1"}, broken)
 
 
 def test_load_definition_rejects_a_result_that_is_not_json(tmp_path: Path) -> None:
     broken = tmp_path / "broken.asl.json"
-    broken.write_text('{"TimeoutSeconds": ${T}')
-    with pytest.raises(DefinitionError, match="not valid JSON"):
-        load_definition({"T": "1"}, broken)
+    broken.write_text('{"Comment": "${T}"}')
+    with pytest.raises(DefinitionError, match="after substitution"):
+        load_definition({"T": 'a"b'}, broken)
 
 
 # ------------------------------------------------------------------------------ samconfig

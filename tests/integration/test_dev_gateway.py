@@ -233,6 +233,26 @@ def test_unroutable_frames_go_to_default(gateway: Gateway, recorder: Recorder, f
     assert recorder.none_for("run_job")
 
 
+@pytest.mark.parametrize(
+    ("frame", "route"),
+    [
+        # Past Python's int-parsing limit: API Gateway still reads the command.
+        ('{"command": "run_job", "data": {"n": ' + "9" * 5000 + "}}", "run_job"),
+        ('{"command": "get_job", "data": {"x": 1e999, "y": NaN}}', "get_job"),
+        # Nested past json.loads' recursion limit: unreadable, so $default.
+        ('{"command": "run_job", "data": ' + "[" * 3000 + "]" * 3000 + "}", "$default"),
+    ],
+)
+def test_frames_the_json_parser_chokes_on_still_reach_a_route(
+    gateway: Gateway, recorder: Recorder, frame: str, route: str
+) -> None:
+    # These used to raise inside route selection: no route ran and the client got nothing.
+    with open_ws(gateway) as ws:
+        ws.send(frame)
+        event = recorder.next(route)
+    assert event["body"] == frame
+
+
 def test_message_of_128kb_is_accepted_and_one_byte_more_closes_with_1009(gateway: Gateway, recorder: Recorder) -> None:
     limit = 128 * 1024
     with open_ws(gateway) as ws:
@@ -431,6 +451,8 @@ def test_select_route() -> None:
     assert select_route('{"command": 3}', expr, routes) == "$default"
     assert select_route("nope", expr, routes) == "$default"
     assert select_route('{"a": {"b": "ping"}}', "$request.body.a.b", routes) == "ping"
+    assert select_route('{"command": "ping", "n": ' + "1" * 4301 + "}", expr, routes) == "ping"
+    assert select_route("[" * 5000, expr, routes) == "$default"
 
 
 def test_policy_allows_needs_a_matching_allow_and_no_deny() -> None:

@@ -146,7 +146,8 @@ def test_every_table_exists_with_the_templates_keys(stack: DevStack, template: d
 def test_buckets_exist(stack: DevStack, template: dict[str, Any]) -> None:
     buckets = resources_of(template, "AWS::S3::Bucket")
     have = {b["Name"] for b in stack.client("s3").list_buckets()["Buckets"]}
-    assert have == {f"comfyroute-dev-{lid.lower()}" for lid in buckets}
+    # The access log bucket exists only with OutputsAccessLogging "true" (default "false").
+    assert have == {f"comfyroute-dev-{lid.lower()}" for lid in buckets if lid != "AccessLogsBucket"}
     assert stack.env["OUTPUTS_BUCKET"] in have
 
 
@@ -155,24 +156,23 @@ def test_state_machine_runs_the_asl_file_with_substitutions(stack: DevStack, tem
     machine = sfn.describe_state_machine(stateMachineArn=stack.env["STATE_MACHINE_ARN"])
     functions = {f["FunctionName"]: f["FunctionArn"] for f in stack.client("lambda").list_functions()["Functions"]}
     text = (ROOT / "statemachine" / "job.asl.json").read_text()
-    job_timeout = template["Parameters"]["JobTimeoutSeconds"]["Default"]
-    expected = (
-        text.replace("${PollFunctionArn}", functions["comfyroute-dev-PollFunction"])
-        .replace("${NotifyFunctionArn}", functions["comfyroute-dev-NotifyFunction"])
-        .replace(
-            "${ExecutionTimeoutSeconds}",
-            template["Mappings"]["JobTimeouts"][str(job_timeout)]["ExecutionTimeoutSeconds"],
-        )
+    expected = text.replace("${PollFunctionArn}", functions["comfyroute-dev-PollFunction"]).replace(
+        "${NotifyFunctionArn}", functions["comfyroute-dev-NotifyFunction"]
     )
     assert json.loads(machine["definition"]) == json.loads(expected)
     assert machine["type"] == "STANDARD"
+    # The loop's limit comes from the job timeout through run_job's execution input.
+    job_timeout = template["Parameters"]["JobTimeoutSeconds"]["Default"]
+    mapped = template["Mappings"]["JobTimeouts"][str(job_timeout)]["ExecutionTimeoutSeconds"]
+    assert stack.env["EXECUTION_TIMEOUT_SECONDS"] == mapped
 
 
 def test_handler_environment_follows_the_template(stack: DevStack, template: dict[str, Any]) -> None:
     globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert set(globals_env) <= set(stack.env)
     assert stack.env["WEBSOCKET_ENDPOINT"] == stack.http_url
-    assert stack.env["SECRETS_PREFIX"] == globals_env["SECRETS_PREFIX"]
+    # Scoped to the stack (template parameter SecretsPrefix, empty: the stack name).
+    assert stack.env["SECRETS_PREFIX"] == "comfyroute-dev"
     assert stack.env["POLL_INTERVAL_START_SECONDS"] == globals_env["POLL_INTERVAL_START_SECONDS"]
     functions = resources_of(template, "AWS::Serverless::Function")
     registered = set(stack.registry.names())
@@ -182,7 +182,7 @@ def test_handler_environment_follows_the_template(stack: DevStack, template: dic
 def test_dev_user_secret_holds_the_executor_settings(stack: DevStack, comfy: FakeComfyUI) -> None:
     expected = {"COMFYUI_ADDR": comfy.addr, "RUNPOD_API_KEY": "rp-secret-key"}
     # The dev user's own secret and the default every other dev-stack user falls back to.
-    for name in ("comfyroute/users/dev", "comfyroute/default"):
+    for name in ("comfyroute-dev/users/dev", "comfyroute-dev/default"):
         secret = stack.client("secretsmanager").get_secret_value(SecretId=name)
         assert json.loads(secret["SecretString"]) == expected
 
@@ -197,12 +197,56 @@ def test_only_the_tokens_hash_is_stored(stack: DevStack) -> None:
     assert stack.token not in json.dumps(items)
 
 
-def test_state_file_names_the_moto_endpoint_but_not_the_token(stack: DevStack) -> None:
+def test_state_file_gives_the_client_url_and_token_and_only_its_owner_may_read_it(
+    stack: DevStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from comfyroute_tools.cli.run import resolve_endpoint
+
     assert stack.state_file is not None
+    assert stack.state_file.stat().st_mode & 0o777 == 0o600
+    assert stack.state_file.parent.stat().st_mode & 0o077 == 0
     state = json.loads(stack.state_file.read_text())
     assert state["moto_endpoint"] == stack.moto_endpoint
     assert state["api_keys_table"] == stack.env["API_KEYS_TABLE"]
-    assert stack.token not in stack.state_file.read_text()
+    assert state["ws_url"] == stack.ws_url
+    assert state["token"] == stack.token
+    assert state["management_secret_key"] == stack.management_key.secret_key
+    # What `comfyroute run --help` promises: no --token and no COMFYROUTE_TOKEN -> this file.
+    monkeypatch.setenv("COMFYROUTE_DEV_STATE", str(stack.state_file))
+    endpoint = resolve_endpoint(None, None, env={})
+    assert endpoint.url == stack.ws_url
+    assert endpoint.token.get_secret_value() == stack.token
+    # ...but never for another server.
+    assert (
+        resolve_endpoint(
+            "ws://elsewhere.example:3001", None, env={"COMFYROUTE_TOKEN": "t" * 20}
+        ).token.get_secret_value()
+        == "t" * 20
+    )
+
+
+def test_state_file_made_private_even_when_it_existed_world_readable(tmp_path: Path) -> None:
+    from comfyroute_tools.dev.stack import write_private
+
+    path = tmp_path / "sub" / "dev.json"
+    path.parent.mkdir()
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private(path, '{"token": "x"}')
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text() == '{"token": "x"}'
+
+
+def test_make_dev_passes_args_to_comfyroute_dev() -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(
+        ["make", "-n", "dev", "ARGS=--port 3999 --host 0.0.0.0"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert ".venv/bin/comfyroute dev --port 3999 --host 0.0.0.0" in out.splitlines()
 
 
 # --------------------------------------------------------------------------- Lambda in-process

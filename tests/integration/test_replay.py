@@ -15,6 +15,7 @@ from support import Stack, load_event
 from support.recordings import body, load_bytes, load_recording
 
 from comfyroute import auth
+from comfyroute.aws.connections import DynamoConnections
 from comfyroute.awslambda.wiring import get_ports
 
 CONN = "Yf3kGdLhIAMCJMw="
@@ -65,7 +66,8 @@ def test_authorizer_allows_a_known_token_with_the_user_in_context(stack, lambda_
     auth.issue_token(get_ports().api_keys, "alice", token=TOKEN)
     policy = invoke(stack, "AuthorizerFunction", "authorizer", lambda_context)
     assert policy["principalId"] == "alice"
-    assert policy["context"] == {"user_id": "alice"}
+    # key_id: $connect records which key a connection uses, for `comfyroute keys revoke`.
+    assert policy["context"] == {"user_id": "alice", "key_id": auth.hash_token(TOKEN)}
     (statement,) = policy["policyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*"]
@@ -105,6 +107,17 @@ def test_connect_and_disconnect_keep_the_connection_table(stack, lambda_context)
     assert row["ttl"] > row["connected_at"]
     assert invoke(stack, "DisconnectFunction", "disconnect", lambda_context) == {"statusCode": 200}
     assert "Item" not in stack.table("ConnectionsTable").get_item(Key={"connection_id": CONN})
+
+
+def test_connect_records_the_key_from_the_authorizer_context(stack, lambda_context):
+    event = load_event("connect")
+    event["requestContext"]["authorizer"]["key_id"] = auth.hash_token(TOKEN)
+    assert invoke(stack, "ConnectFunction", event, lambda_context) == {"statusCode": 200}
+    row = stack.table("ConnectionsTable").get_item(Key={"connection_id": CONN})["Item"]
+    assert row["key_id"] == auth.hash_token(TOKEN)
+    connections = DynamoConnections(stack.env["CONNECTIONS_TABLE"])
+    assert connections.list_by_key(auth.hash_token(TOKEN)) == [CONN]
+    assert connections.list_by_key("another-key") == []
 
 
 def test_connect_without_authorizer_context_is_refused(stack, lambda_context):
@@ -253,7 +266,7 @@ def _put_secret(name: str, value: dict[str, str]) -> None:
 
 def test_runpod_job_uses_the_users_secret_and_never_leaks_it(stack, lambda_context, http):
     connect(stack)
-    _put_secret("comfyroute/users/alice", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
+    _put_secret(f"{stack.env['SECRETS_PREFIX']}/users/alice", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
     http.post(f"{RUNPOD}/run", json={"id": "rp-1", "status": "IN_QUEUE"})
     invoke(stack, "RunJobFunction", "run_job_runpod", lambda_context)
     assert http.calls[0].request.headers["Authorization"] == "Bearer rpa_SECRET_KEY_123"
@@ -269,7 +282,7 @@ def test_runpod_job_uses_the_users_secret_and_never_leaks_it(stack, lambda_conte
 
 def test_runpod_key_refused_fails_without_echoing_the_key(stack, lambda_context, http, capsys):
     connect(stack)
-    _put_secret("comfyroute/default", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
+    _put_secret(f"{stack.env['SECRETS_PREFIX']}/default", {"RUNPOD_API_KEY": "rpa_SECRET_KEY_123"})
     http.post(f"{RUNPOD}/run", status=401, json={"error": "bad key rpa_SECRET_KEY_123"})
     invoke(stack, "RunJobFunction", "run_job_runpod", lambda_context)
     job = _job("job-replay-2")
@@ -294,7 +307,7 @@ def test_saved_workflow_settings_are_used_and_the_request_wins(stack, lambda_con
     invoke(stack, "SaveWorkflowFunction", "save_workflow", lambda_context)
     (saved,) = pushed(stack, "workflow_saved")
     assert saved["settings"] == {"comfy_executor": "runpod", "runpod_endpoint_id": "ep_123"}
-    _put_secret("comfyroute/users/alice", {"RUNPOD_API_KEY": "k"})
+    _put_secret(f"{stack.env['SECRETS_PREFIX']}/users/alice", {"RUNPOD_API_KEY": "k"})
     http.post(f"{RUNPOD}/run", json={"id": "rp-9", "status": "IN_QUEUE"})
     by_id = load_event("run_job")
     by_id["body"] = json.dumps({"command": "run_job", "data": {"job_id": "from-saved", "workflow_id": "wf-invert"}})

@@ -188,6 +188,56 @@ def test_uncaught_poll_error_runs_mark_failed_then_fails(aws: None) -> None:
         assert sfn.states_entered(arn)[-2:] == ["MarkFailed", "Failed"]
 
 
+def test_a_loop_that_never_ends_stops_at_max_polls_and_marks_the_job_failed(aws: None) -> None:
+    # A Poll that never says done (a bug in its deadline handling, say): the execution input's
+    # max_polls ends it, through MarkFailed, so the job is recorded failed and the client told.
+    def endless(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        return {"job_id": event["job_id"], "polls": event["polls"] + 1, "done": False, "wait_seconds": 1}
+
+    with StateMachineHarness(tasks={POLL: endless, NOTIFY: ok_notify}) as sfn:
+        arn = sfn.start({**START, "max_polls": 3})
+        desc = sfn.wait(arn)
+
+        assert desc["status"] == "FAILED"
+        assert desc["error"] == "ExecutionTimedOut"
+        assert sfn.sequence() == [POLL, POLL, POLL, NOTIFY]
+        (marked,) = sfn.invocations(NOTIFY)
+        assert marked["final"] is True
+        assert marked["failure"]["Error"] == "ExecutionTimedOut"
+        assert sfn.states_entered(arn)[-3:] == ["PollBudgetSpent", "MarkFailed", "Failed"]
+
+
+def test_poll_answers_keep_the_inputs_other_fields(aws: None) -> None:
+    # Poll answers without max_polls, yet every loop still sees it (JsonMerge over the input);
+    # Poll's own fields win over the input's.
+    poll = scripted_poll([{"notify": False}, {"notify": False}, {"done": True, "status": "completed"}])
+    with StateMachineHarness(tasks={POLL: poll, NOTIFY: ok_notify}) as sfn:
+        arn = sfn.start({**START, "max_polls": 10, "wait_seconds": 5})
+        desc = sfn.wait(arn)
+        assert desc["status"] == "SUCCEEDED"
+        output = json.loads(desc["output"])
+        assert output["max_polls"] == 10
+        assert output["polls"] == 3
+        assert output["status"] == "completed"
+        # The first wait is the input's; later ones are Poll's answers.
+        assert sfn.waits == [5, 1, 1]
+
+
+def test_done_on_the_last_allowed_poll_still_completes(aws: None) -> None:
+    poll = scripted_poll([{"notify": False}, {"done": True, "status": "completed"}])
+    with StateMachineHarness(tasks={POLL: poll, NOTIFY: ok_notify}) as sfn:
+        arn = sfn.start({**START, "max_polls": 2})
+        assert sfn.wait(arn)["status"] == "SUCCEEDED"
+        assert sfn.invocations(NOTIFY) == [{"job_id": "job-1", "final": True}]
+
+
+def test_a_non_numeric_max_polls_is_ignored_not_a_runtime_error(aws: None) -> None:
+    poll = scripted_poll([{"notify": False}, {"done": True}])
+    with StateMachineHarness(tasks={POLL: poll, NOTIFY: ok_notify}) as sfn:
+        arn = sfn.start({**START, "max_polls": "1"})
+        assert sfn.wait(arn)["status"] == "SUCCEEDED"
+
+
 def test_throttled_notify_is_retried(aws: None) -> None:
     attempts: list[int] = []
 

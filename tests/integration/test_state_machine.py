@@ -78,7 +78,7 @@ def loop(plan, monkeypatch, lambda_context) -> Iterator[Loop]:
             ports = get_ports()
             ports.config = ports.config._replace(state_machine_arn=sfn.state_machine_arn)
             boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-                Name="comfyroute/default", SecretString=json.dumps({"COMFYUI_ADDR": comfy.addr})
+                Name=f"{stack.env['SECRETS_PREFIX']}/default", SecretString=json.dumps({"COMFYUI_ADDR": comfy.addr})
             )
             ports.connections.put(CONN, "alice")
             yield Loop(stack=stack, sfn=sfn, comfy=comfy, ctx=lambda_context)
@@ -236,6 +236,29 @@ def test_a_poll_that_keeps_failing_is_caught_marked_failed_and_reported(loop, mo
     assert job["status"] == "failed"
     assert job["error"] == "RuntimeError: unexpected bug in poll"
     assert loop.sfn.states_entered(job["execution_arn"])[-2:] == ["MarkFailed", "Failed"]
+    assert loop.pushed("job_update")[-1]["status"] == "failed"
+
+
+def test_a_job_poll_never_finishes_is_stopped_by_the_state_machine_and_marked_failed(loop, monkeypatch):
+    # Poll's own deadline is an hour away, and the executor says "running" forever: the
+    # state machine's max_polls (from run_job's execution input) still ends the job.
+    from comfyroute.executors.base import ExecutorStatus
+    from comfyroute.protocol import JobStatus
+
+    ports = get_ports()
+    ports.config = ports.config._replace(
+        poll_interval_start_seconds=1, poll_interval_cap_seconds=1, execution_timeout_seconds=4
+    )
+    monkeypatch.setattr(ComfyUIExecutor, "status", lambda self, job_id, **kw: ExecutorStatus(state=JobStatus.RUNNING))
+    loop.submit("endless-1", EMPTY_INVERT_SAVE)
+    assert loop.finish("endless-1")["status"] == "FAILED"
+    job = loop.job("endless-1")
+    assert job["status"] == "failed"
+    assert job["error"].startswith("ExecutionTimedOut: ")
+    history = loop.sfn.history(job["execution_arn"])
+    execution_input = json.loads(history[0]["executionStartedEventDetails"]["input"])
+    assert execution_input["max_polls"] == 4
+    assert sum(1 for s in loop.sfn.sequence() if s == "PollFunctionArn") == 4
     assert loop.pushed("job_update")[-1]["status"] == "failed"
 
 

@@ -80,6 +80,11 @@ class MemoryConnections:
         self.records[connection_id] = record
         return record
 
+    def put_for_key(self, connection_id: str, user_id: str, key_id: str) -> ConnectionRecord:
+        record = ConnectionRecord(connection_id=connection_id, user_id=user_id, connected_at=time.time(), key_id=key_id)
+        self.records[connection_id] = record
+        return record
+
     def get(self, connection_id: str) -> ConnectionRecord | None:
         return self.records.get(connection_id)
 

@@ -79,7 +79,6 @@ class StateMachineHarness:
         substitutions: Mapping[str, str] | None = None,
         *,
         region: str = "us-east-1",
-        execution_timeout_seconds: int = 3900,
     ) -> None:
         self.definition_path = Path(definition_path)
         self.region = region
@@ -92,7 +91,6 @@ class StateMachineHarness:
         if unknown:
             raise ValueError(f"tasks name no placeholder of {self.definition_path.name}: {sorted(unknown)}")
         subs: dict[str, str] = {key: function_arn(key, region) for key in used if key.endswith("FunctionArn")}
-        subs["ExecutionTimeoutSeconds"] = str(execution_timeout_seconds)
         subs.update(substitutions or {})
         self.substitutions = subs
         self.definition = load_definition(subs, self.definition_path)

@@ -143,3 +143,116 @@ def test_json_schema_covers_commands_and_messages():
     text = json.dumps(schema)
     for name in (*COMMANDS, "job_update", "node_progress", "output_update", "job_list", "pong"):
         assert f'"{name}"' in text
+
+
+# --------------------------------------------------------------------------- hostile frames (issue 9)
+# Each of these once escaped parse_command as something other than a ProtocolError, or was
+# accepted and broke a handler or DynamoDB later.
+
+
+def _rejection(frame):
+    with pytest.raises(ProtocolError) as info:
+        parse_command(frame)
+    # Always sendable back to the client.
+    encode(ErrorMessage(message=info.value.message)).encode("utf-8")
+    return info.value.message
+
+
+def test_integers_past_pythons_parsing_limit_are_refused():
+    assert _rejection('{"command":"ping","data":{"n":' + "9" * 5000 + "}}") == (
+        "message is not acceptable JSON: a number is too long"
+    )
+
+
+def test_json_nested_past_the_recursion_limit_is_refused():
+    assert _rejection('{"command":"ping","data":' + "[" * 2000 + "]" * 2000 + "}") in (
+        "message is nested too deeply to read",
+        # Python versions differ in where json.loads gives up.
+        "data" + "[0]" * 63 + ": nested more than 64 levels deep",
+    )
+
+
+def test_prompt_inputs_nested_a_few_hundred_deep_are_refused_with_their_path():
+    nested = "[" * 300 + "1" + "]" * 300
+    message = _rejection(
+        '{"command":"run_job","data":{"prompt":{"1":{"class_type":"X","inputs":{"v":' + nested + "}}}}}"
+    )
+    assert message.startswith("data.prompt.1.inputs.v[0][0]")
+    assert message.endswith(": nested more than 64 levels deep")
+
+
+@pytest.mark.parametrize("escaped", [True, False])
+def test_lone_surrogates_are_refused_naming_the_field(escaped):
+    s = "\\ud800" if escaped else "\ud800"
+    message = _rejection('{"command":"run_job","data":{"prompt":{"1":{"class_type":"X","inputs":{"t":"a' + s + '"}}}}}')
+    assert message == "data.prompt.1.inputs.t: contains the lone surrogate \\ud800, which is not Unicode text"
+    assert (
+        _rejection('{"command":"r\\udc00"}')
+        == "command: contains the lone surrogate \\udc00, which is not Unicode text"
+    )
+
+
+@pytest.mark.parametrize(
+    ("number", "problem"),
+    [
+        ("1e308", "numbers must lie between 1e-130 and 1e126 in magnitude (or be 0)"),
+        ("1e-200", "numbers must lie between 1e-130 and 1e126 in magnitude (or be 0)"),
+        ("1" + "0" * 38, "integers may have at most 38 digits"),
+        ("-" + "9" * 39, "integers may have at most 38 digits"),
+    ],
+)
+def test_numbers_dynamodb_cannot_store_are_refused(number, problem):
+    frame = '{"command":"save_workflow","data":{"workflow_id":"wf","settings":{"seed":' + number + "}}}"
+    assert _rejection(frame) == f"data.settings.seed: {problem}"
+
+
+def test_numbers_dynamodb_can_store_pass():
+    frame = (
+        '{"command":"save_workflow","data":{"workflow_id":"wf","settings":{"a":' + "9" * 38 + ',"b":9.9e125,"c":0.0}}}'
+    )
+    assert parse_command(frame).data.settings.model_extra == {"a": int("9" * 38), "b": 9.9e125, "c": 0.0}
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant):
+    assert _rejection('{"command":"ping","data":{"x":' + constant + "}}") == (
+        f"message is not acceptable JSON: {constant} is not a JSON number"
+    )
+
+
+def test_empty_node_ids_and_settings_keys_are_refused():
+    assert _rejection(body("run_job", prompt={"": {"class_type": "X", "inputs": {}}})) == (
+        'data.prompt: keys must not be empty (found "")'
+    )
+    assert _rejection(body("run_job", graph={"nodes": [{"id": "", "type": "comfy.X"}]})) == (
+        "data.graph.nodes[0].id: must not be empty"
+    )
+    assert _rejection(body("save_workflow", workflow_id="wf", settings={"": 1})) == (
+        'data.settings: keys must not be empty (found "")'
+    )
+    edge = {"source": " ", "target": "1"}
+    assert _rejection(body("run_job", graph={"nodes": [{"id": 1, "type": "comfy.X"}], "edges": [edge]})) == (
+        "data.graph.edges[0].source: must not be empty"
+    )
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ("x", 'data.prompt.1: must be an object {"class_type": ..., "inputs": {...}}'),
+        ({"inputs": {}}, "data.prompt.1.class_type: must be a non-empty string"),
+        ({"class_type": ["X"]}, "data.prompt.1.class_type: must be a non-empty string"),
+        ({"class_type": "X", "inputs": "y"}, "data.prompt.1.inputs: must be an object"),
+    ],
+)
+def test_mis_shaped_prompt_nodes_are_refused(node, message):
+    assert _rejection(body("run_job", prompt={"1": node})) == message
+
+
+def test_odd_keys_are_quoted_in_paths_and_control_characters_escaped():
+    assert _rejection(json.dumps({"command": "ping", "a b": 1})) == 'body["a b"]: Extra inputs are not permitted'
+    assert _rejection(json.dumps({"command": "x\ny"})).startswith("unknown command 'x\\ny'")
+
+
+def test_bytes_that_are_not_utf8_say_so():
+    assert _rejection(b'{"command": "\xff"}').startswith("message is not UTF-8 text: invalid start byte at byte")

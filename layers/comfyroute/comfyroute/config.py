@@ -44,6 +44,9 @@ class Config(NamedTuple):
     secrets_prefix: str = "comfyroute"
     runpod_api_base: str = RUNPOD_API_BASE
     job_timeout_seconds: int = 3600
+    # How long the state machine may follow a job (job timeout + 15 min in template.yaml); 0
+    # means job timeout + 900 s. run_job turns it into the execution input's max_polls.
+    execution_timeout_seconds: int = 0
     poll_interval_start_seconds: int = 1
     poll_interval_cap_seconds: int = 30
     output_retention_days: int = 7
@@ -63,6 +66,10 @@ class Config(NamedTuple):
     # without a token is this user, as nodetool's client sends no key on localhost.
     dev_anonymous_user: str = ""
 
+    @property
+    def execution_budget_seconds(self) -> int:
+        return self.execution_timeout_seconds or self.job_timeout_seconds + 900
+
     @classmethod
     def from_env(cls) -> Config:
         e = os.environ.get
@@ -81,6 +88,7 @@ class Config(NamedTuple):
             secrets_prefix=e("SECRETS_PREFIX", d.secrets_prefix),
             runpod_api_base=e("RUNPOD_API_BASE", d.runpod_api_base),
             job_timeout_seconds=_env_int("JOB_TIMEOUT_SECONDS", d.job_timeout_seconds),
+            execution_timeout_seconds=_env_int("EXECUTION_TIMEOUT_SECONDS", d.execution_timeout_seconds),
             poll_interval_start_seconds=_env_int("POLL_INTERVAL_START_SECONDS", d.poll_interval_start_seconds),
             poll_interval_cap_seconds=_env_int("POLL_INTERVAL_CAP_SECONDS", d.poll_interval_cap_seconds),
             output_retention_days=_env_int("OUTPUT_RETENTION_DAYS", d.output_retention_days),

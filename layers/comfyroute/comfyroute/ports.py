@@ -40,6 +40,9 @@ class ConnectionRecord(NamedTuple):
     connected_at: float
     gone: bool = False
     ttl: int | None = None
+    # The API key (its key_hash) the connection authenticated with, so revoking the key can
+    # close it; connections recorded without one have None.
+    key_id: str | None = None
 
 
 class ApiKeyRecord(NamedTuple):
@@ -84,6 +87,10 @@ class JobStore(Protocol):
 
 class ConnectionStore(Protocol):
     def put(self, connection_id: str, user_id: str) -> ConnectionRecord: ...
+
+    def put_for_key(self, connection_id: str, user_id: str, key_id: str) -> ConnectionRecord:
+        """Like ``put``, remembering the API key the connection authenticated with."""
+        ...
 
     def get(self, connection_id: str) -> ConnectionRecord | None: ...
 

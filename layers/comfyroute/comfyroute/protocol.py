@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -88,6 +89,9 @@ class Limits(NamedTuple):
     max_edges: int = 10_000
     max_body_bytes: int = MAX_MESSAGE_BYTES
     max_files: int = 32
+    # JSON nesting (objects and arrays) of a whole frame: a nodetool graph needs about 8, and
+    # Python's and pydantic's own limits (parse, serialize) are far beyond this.
+    max_depth: int = 64
 
 
 DEFAULT_LIMITS = Limits()
@@ -739,14 +743,27 @@ def parse_server_message(raw: str | bytes) -> ServerMessage:
 # --------------------------------------------------------------------------- parsing
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}" if out else part
         else:
-            out += f".{part}" if out else str(part)
+            # A client-chosen key: quoted (ASCII, so any code point can be sent back) and short.
+            quoted = json.dumps(part[:40] + ("…" if len(part) > 40 else ""))
+            out += f"[{quoted}]"
     return out
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A field path for messages: ``data.graph.nodes[3].id``; the frame itself is ``body``."""
+    out = _loc(loc)
+    return "body" + out if not out or out.startswith("[") else out
 
 
 def describe_validation_error(err: ValidationError, *, prefix: tuple[str, ...] = ()) -> str:
@@ -755,7 +772,7 @@ def describe_validation_error(err: ValidationError, *, prefix: tuple[str, ...] =
     for e in err.errors(include_url=False):
         # The discriminator's tag adds a path element that means nothing to a client.
         loc = tuple(p for p in e["loc"] if p not in COMMANDS)
-        where = _loc(prefix + loc) or "body"
+        where = _where(prefix + loc)
         msg = e["msg"].removeprefix("Value error, ")
         problems.append(f"{where}: {msg}")
     return "; ".join(problems)
@@ -765,16 +782,15 @@ def parse_command(body: str | bytes | None, limits: Limits = DEFAULT_LIMITS) -> 
     """The typed client command in a raw JSON frame, or a ``ProtocolError`` naming what is wrong."""
     if body is None or body in ("", b""):
         raise ProtocolError('empty message: send a JSON object {"command": ..., "data": {...}}')
-    size = len(body.encode() if isinstance(body, str) else body)
+    # surrogatepass: a str frame may hold lone surrogates; they are refused below, by field.
+    size = len(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body)
     if size > limits.max_body_bytes:
         raise ProtocolError(
             f"message is {size} bytes; the limit is {limits.max_body_bytes} bytes",
             code="too_large",
         )
-    try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"message is not JSON: {exc}") from None
+    raw = _load_json(body)
+    _check_values(raw, limits)
     if not isinstance(raw, dict):
         raise ProtocolError(f"message must be a JSON object, not {type(raw).__name__}")
     return command_from_frame(raw, limits)
@@ -819,7 +835,7 @@ def command_from_frame(raw: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) 
         )
     if command not in COMMANDS:
         raise ProtocolError(
-            f"unknown command '{command[:64]}'; known commands: {', '.join(COMMANDS)}",
+            f"unknown command '{_printable(command[:64])}'; known commands: {', '.join(COMMANDS)}",
             code="unknown_command",
             job_id=job_id,
             workflow_id=workflow_id,
@@ -833,7 +849,114 @@ def command_from_frame(raw: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) 
             describe_validation_error(exc), command=command, job_id=job_id, workflow_id=workflow_id
         ) from None
     _check_limits(parsed, limits)
+    _check_shapes(parsed)
     return parsed
+
+
+def _printable(text: str) -> str:
+    """Client text echoed in a message: control characters escaped, so a reply stays one line."""
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _load_json(body: str | bytes) -> Any:
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"message is not JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"message is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise ProtocolError("message is nested too deeply to read") from None
+    except ValueError as exc:
+        # Integers past Python's int-parsing limit (4,300 digits) and NaN / Infinity.
+        text = str(exc)
+        reason = "a number is too long" if "digits" in text else text
+        raise ProtocolError(f"message is not acceptable JSON: {reason}") from None
+
+
+# DynamoDB numbers: 38 significant digits, magnitude from 1e-130 to below 1e126. Client values
+# can end up in DynamoDB maps (settings, job records), so nothing outside that range is taken.
+_MAX_INT = 10**38
+_MAX_FLOAT = 1e126
+_MIN_FLOAT = 1e-130
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _value_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        if found:
+            return f"contains the lone surrogate \\u{ord(found.group()):04x}, which is not Unicode text"
+    elif isinstance(value, bool) or value is None:
+        return None
+    elif isinstance(value, int):
+        if not -_MAX_INT < value < _MAX_INT:
+            return "integers may have at most 38 digits"
+    elif isinstance(value, float) and (
+        not math.isfinite(value) or abs(value) >= _MAX_FLOAT or (value != 0 and abs(value) < _MIN_FLOAT)
+    ):
+        return "numbers must lie between 1e-130 and 1e126 in magnitude (or be 0)"
+    return None
+
+
+def _check_values(raw: Any, limits: Limits) -> None:
+    """Refuse, naming the field, what the handlers could not serialize or DynamoDB not store:
+    deep nesting, lone surrogates, numbers out of range, empty-string keys."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(raw, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict | list):
+            if len(path) >= limits.max_depth:
+                where = _where(path[: limits.max_depth])
+                raise ProtocolError(f"{where}: nested more than {limits.max_depth} levels deep")
+            if isinstance(value, list):
+                stack.extend((v, (*path, i)) for i, v in enumerate(value))
+                continue
+            for key, v in value.items():
+                if key == "":
+                    raise ProtocolError(f'{_where(path)}: keys must not be empty (found "")')
+                problem = _value_problem(key)
+                if problem:
+                    raise ProtocolError(f"{_where(path)}: a key {problem}")
+                stack.append((v, (*path, key)))
+            continue
+        problem = _value_problem(value)
+        if problem:
+            raise ProtocolError(f"{_where(path)}: {problem}")
+
+
+def _check_shapes(cmd: ClientCommand) -> None:
+    """What the models leave open but the handlers rely on: non-empty ids, prompt nodes that
+    are objects with a class_type."""
+    data = getattr(cmd, "data", None)  # ping, pong and the tools manifest carry none
+    graph = getattr(data, "graph", None)
+    if graph is not None:
+        for i, node in enumerate(graph.nodes):
+            if not node.id.strip():
+                raise ProtocolError(f"data.graph.nodes[{i}].id: must not be empty", command=cmd.command)
+        for i, edge in enumerate(graph.edges):
+            for end in ("source", "target"):
+                if not getattr(edge, end).strip():
+                    raise ProtocolError(f"data.graph.edges[{i}].{end}: must not be empty", command=cmd.command)
+    prompt = getattr(data, "prompt", None)
+    if prompt is not None:
+        for node_id, node in prompt.items():
+            where = _where(("data", "prompt", node_id))
+            if not node_id.strip():
+                raise ProtocolError(f"{where}: node ids must not be blank", command=cmd.command)
+            if not isinstance(node, dict):
+                raise ProtocolError(
+                    f'{where}: must be an object {{"class_type": ..., "inputs": {{...}}}}', command=cmd.command
+                )
+            class_type = node.get("class_type")
+            if not isinstance(class_type, str) or not class_type.strip():
+                raise ProtocolError(f"{where}.class_type: must be a non-empty string", command=cmd.command)
+            if not isinstance(node.get("inputs", {}), dict):
+                raise ProtocolError(f"{where}.inputs: must be an object", command=cmd.command)
 
 
 def _check_limits(cmd: ClientCommand, limits: Limits) -> None:

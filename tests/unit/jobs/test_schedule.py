@@ -98,3 +98,30 @@ def test_status_message_prefers_the_executors_then_the_queue_position():
     said = ExecutorStatus(state=JobStatus.RUNNING, message="worker warming up")
     assert schedule.status_message(said, ExecutorKind.RUNPOD) == "worker warming up"
     assert schedule.status_message(ExecutorStatus(state=JobStatus.RUNNING), ExecutorKind.LOCAL) is None
+
+
+def _waited_before(polls: int, start: int, cap: int) -> int:
+    """Seconds the loop has waited when Poll answers with ``polls``: the input's first wait,
+    then one scheduled wait after each earlier poll."""
+    return start + sum(schedule.next_wait(i, start, cap) for i in range(polls - 1))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "start", "cap"), [(4500, 1, 30), (1200, 1, 300), (87300, 1, 1), (10, 5, 5), (1, 1, 30), (4500, 7, 60)]
+)
+def test_poll_budget_never_runs_out_before_the_execution_timeout(seconds, start, cap):
+    budget = schedule.poll_budget(seconds, start, cap)
+    assert budget is not None
+    # At the budget the waits alone cover the timeout; one poll earlier they did not.
+    assert _waited_before(budget, start, cap) >= seconds
+    assert budget == 1 or _waited_before(budget - 1, start, cap) < seconds
+
+
+def test_poll_budget_for_the_default_schedule():
+    # 1, 1, 2, 4, 8, 16 s (32 s waited after 6 polls), then 30 s each: 75 min is ~151 polls.
+    assert schedule.poll_budget(4500, 1, 30) == 6 + -(-(4500 - 32) // 30)
+
+
+def test_no_poll_budget_without_waits():
+    assert schedule.poll_budget(4500, 0, 30) is None
+    assert schedule.poll_budget(4500, 1, 0) is None

@@ -101,7 +101,8 @@ def test_a_job_is_recorded_submitted_and_followed_and_the_client_told_without_re
     )
     assert job.message == "submitted to the local executor"
     assert ports.executor.submitted == [(PROMPT, "j1")]
-    assert ports.state_machine.started == {"j1": {"job_id": "j1", "polls": 0, "wait_seconds": 1}}
+    # max_polls: the loop's own limit, the polls whose waits cover job timeout + 15 minutes.
+    assert ports.state_machine.started == {"j1": {"job_id": "j1", "polls": 0, "wait_seconds": 1, "max_polls": 155}}
     (update,) = sent(ports)
     assert (update["type"], update["status"], update["executor"]) == ("job_update", "queued", "local")
     assert ports.jobs.reads == 0
@@ -244,3 +245,9 @@ def test_a_get_job_from_a_new_connection_during_the_start_keeps_the_job_there(po
     ports.executor.on_submit = lambda job_id: lifecycle.attach(ports.jobs, job_id, "conn-2")
     run(ports, prompt=PROMPT)
     assert ports.jobs.records["j1"].connection_id == "conn-2"
+
+
+def test_the_loop_gets_no_max_polls_when_the_schedule_does_not_wait(ports: MemoryPorts) -> None:
+    ports.config = ports.config._replace(poll_interval_start_seconds=0)
+    run(ports, prompt=PROMPT)
+    assert "max_polls" not in ports.state_machine.started["j1"]

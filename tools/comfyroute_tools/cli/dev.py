@@ -1,4 +1,4 @@
-"""The ``comfyroute dev`` and ``comfyroute keys`` subcommands.
+"""The ``comfyroute dev`` subcommand, and the registration of ``comfyroute keys`` (cli/keys.py).
 
 Registered in :mod:`comfyroute_tools.cli`; heavy imports (moto, aiohttp) happen only when a
 command runs, so ``comfyroute convert`` stays quick.
@@ -17,16 +17,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from comfyroute_tools.cli.keys import KEYS_HELP, configure_keys, default_state_file, run_keys
+
 DEV_HELP = "run the whole backend on this machine (moto, handlers, WebSocket gateway; no Docker, no AWS)"
-KEYS_HELP = "issue API tokens for the dev stack or a deployed stack"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def default_state_file() -> Path:
-    return Path(os.environ.get("COMFYROUTE_DEV_STATE", Path.home() / ".comfyroute" / "dev.json"))
 
 
 # --------------------------------------------------------------------------- dev
@@ -41,7 +38,14 @@ def configure_dev(parser: argparse.ArgumentParser) -> None:
         "Executors: 'local' reaches COMFYUI_ADDR; 'runpod' uses RUNPOD_API_BASE and RUNPOD_API_KEY "
         "from the environment."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=(
+            "address to listen on (default 127.0.0.1); beyond loopback the Management API on the port "
+            "answers only calls signed with this stack's key"
+        ),
+    )
     parser.add_argument(
         "--port", type=int, default=3001, help="port for WebSocket, Management API and web (default 3001)"
     )
@@ -86,7 +90,10 @@ def configure_dev(parser: argparse.ArgumentParser) -> None:
         "--state-file",
         type=Path,
         default=None,
-        help="where to note the moto endpoint for `comfyroute keys` (default ~/.comfyroute/dev.json)",
+        help=(
+            "where to note the URL, the dev token and the moto endpoint for `comfyroute run` and "
+            "`comfyroute keys` (mode 0600; default ~/.comfyroute/dev.json, env COMFYROUTE_DEV_STATE)"
+        ),
     )
 
 
@@ -174,9 +181,15 @@ def run_dev(args: argparse.Namespace) -> int:
                     f"  token       {stack.token}   (user {stack.dev_user})",
                     f"  executors   local -> {args.comfyui_addr}   runpod -> {runpod_base} (API key {runpod_key})",
                     f"  moto        {stack.moto_endpoint}",
+                    f"  state file  {stack.state_file}   (URL and token for `comfyroute run`, mode 0600)",
                     *(
                         [f"  nodetool    VITE_API_URL={stack.http_url}   (socket {stack.ws_url}/ws)"]
                         if args.nodetool
+                        else []
+                    ),
+                    *(
+                        ["  management  signed calls only (--host is not loopback; the key is in the state file)"]
+                        if stack.signed_management
                         else []
                     ),
                     "",
@@ -191,103 +204,6 @@ def run_dev(args: argparse.Namespace) -> int:
         print("comfyroute dev: stopping...", file=sys.stderr)
         stack.stop()
         print("comfyroute dev: stopped", file=sys.stderr)
-    return EXIT_OK
-
-
-# --------------------------------------------------------------------------- keys
-
-
-def configure_keys(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    create = sub.add_parser(
-        "create",
-        help="issue a token for a user and print it (once; only its SHA-256 is stored)",
-        description=(
-            "Issue an API token for USER. Without --stack it goes to the running `comfyroute dev` "
-            "(its moto endpoint from --endpoint-url or the dev state file); with --stack to the API "
-            "keys table of that deployed CloudFormation stack."
-        ),
-    )
-    create.add_argument("--user", required=True, help="the user id the token authenticates as")
-    create.add_argument("--label", default=None, help="a note stored with the key (e.g. who or where it is used)")
-    create.add_argument("--stack", default=None, help="a deployed stack name: use its ApiKeysTableName output")
-    create.add_argument("--region", default=None, help="AWS region of --stack (default boto3's)")
-    create.add_argument(
-        "--endpoint-url", default=None, help="the dev stack's moto endpoint (default from the state file)"
-    )
-    create.add_argument("--table", default=None, help="the API keys table name (default discovered)")
-    create.add_argument("--state-file", type=Path, default=None, help="dev state file (default ~/.comfyroute/dev.json)")
-
-
-class KeysError(Exception):
-    pass
-
-
-def _dev_target(args: argparse.Namespace) -> tuple[Any, str]:
-    import boto3
-
-    endpoint, table, region = args.endpoint_url, args.table, "us-east-1"
-    state_file: Path = args.state_file or default_state_file()
-    if endpoint is None or table is None:
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            if endpoint is None:
-                raise KeysError(
-                    f"no running dev stack: {state_file} does not exist (start `comfyroute dev`, "
-                    "or give --endpoint-url, or --stack for a deployed stack)"
-                ) from None
-            state = {}
-        except (OSError, json.JSONDecodeError) as exc:
-            raise KeysError(f"cannot read {state_file}: {exc}") from None
-        endpoint = endpoint or state.get("moto_endpoint")
-        table = table or state.get("api_keys_table")
-        region = state.get("region", region)
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    if not table:
-        names = [
-            n for n in client.list_tables()["TableNames"] if "apikeys" in n.lower().replace("-", "").replace("_", "")
-        ]
-        if len(names) != 1:
-            raise KeysError(f"cannot tell the API keys table at {endpoint} (candidates: {names}); give --table")
-        table = names[0]
-    return client, table
-
-
-def _stack_target(args: argparse.Namespace) -> tuple[Any, str]:
-    import boto3
-
-    session = boto3.session.Session(region_name=args.region)
-    stacks = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    table = args.table or outputs.get("ApiKeysTableName")
-    if not table:
-        raise KeysError(f"stack {args.stack} has no ApiKeysTableName output; give --table")
-    return session.client("dynamodb"), table
-
-
-def run_keys(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from comfyroute_tools.dev.stack import issue_token_in_table
-
-    try:
-        client, table = _stack_target(args) if args.stack else _dev_target(args)
-        token = issue_token_in_table(client, table, args.user, args.label)
-    except (KeysError, ValueError) as exc:
-        print(f"comfyroute keys: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (BotoCoreError, ClientError) as exc:
-        print(f"comfyroute keys: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"issued a token for user {args.user} in {table} (shown once):", file=sys.stderr)
-    print(token)
     return EXIT_OK
 
 

@@ -125,8 +125,8 @@ def dev_info_path() -> Path:
 
 
 class DevStackInfo(BaseModel):
-    """The part of ``comfyroute dev``'s state file a client needs: where its gateway listens
-    (``ws_url``) and, if the file carries one, a token (the dev stack itself does not write it)."""
+    """The part of ``comfyroute dev``'s state file (mode 0600) a client needs: where its
+    gateway listens (``ws_url``) and the dev user's token."""
 
     model_config = ConfigDict(extra="ignore")
     url: str = Field(validation_alias=AliasChoices("ws_url", "url"))

@@ -1,10 +1,11 @@
 """The job state machine definition (``statemachine/job.asl.json``) with its placeholders filled.
 
 CloudFormation fills ``${Name}`` placeholders from ``DefinitionSubstitutions`` by plain text
-replacement *before* it parses the file, which is what lets a number such as
-``"TimeoutSeconds": ${ExecutionTimeoutSeconds}`` stand unquoted. The dev stack and the tests
-need the same definition without CloudFormation, so this module does that replacement the same
-way and then checks the result is JSON with no placeholder left over.
+replacement. It documents them for string values, so every placeholder sits inside a JSON
+string and the file is valid JSON as it stands (editors, validators and ``DefinitionUri``'s S3
+upload read it unfilled); numbers the loop needs travel in the execution input instead. The dev
+stack and the tests need the filled definition without CloudFormation, so this module checks the
+file is JSON, does the replacement the same way and checks the result again.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# The repository root is three levels above this file (layers/comfyroute/comfyroute/); inside a
-# Lambda layer the file is absent, which is fine: only the dev stack and tests load it.
+# The repository root is three levels above this file's folder (tools/comfyroute_tools/dev/).
 DEFAULT_DEFINITION_PATH = Path(__file__).resolve().parents[3] / "statemachine" / "job.asl.json"
 
 # CloudFormation's placeholder syntax; JSONPath strings ("$.job_id") never contain "${".
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
 
 # The placeholders template.yaml fills; the dev stack must give the same set.
-REQUIRED_SUBSTITUTIONS: frozenset[str] = frozenset({"PollFunctionArn", "NotifyFunctionArn", "ExecutionTimeoutSeconds"})
+REQUIRED_SUBSTITUTIONS: frozenset[str] = frozenset({"PollFunctionArn", "NotifyFunctionArn"})
 
 
 class DefinitionError(ValueError):
@@ -50,6 +50,13 @@ def load_definition(substitutions: Mapping[str, str], path: str | Path = DEFAULT
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise DefinitionError(f"cannot read state machine definition {source}: {exc}") from exc
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(
+            f"state machine definition {source} is not valid JSON before substitution (placeholders "
+            f"belong inside JSON strings): {exc}"
+        ) from exc
     filled = substitute(text, substitutions)
     try:
         json.loads(filled)

@@ -23,7 +23,9 @@ What it reproduces, because the handlers depend on it:
   whole messages, so that one is not reproduced.)
 * The Management API on the same origin: ``POST/GET/DELETE /@connections/{id}`` (also under
   ``/{stage}/``), answering 410 ``GoneException`` for unknown or closed connections, so
-  boto3's ``apigatewaymanagementapi`` client works unchanged.
+  boto3's ``apigatewaymanagementapi`` client works unchanged. With ``management_key`` set (the
+  dev stack sets it when it listens beyond loopback) only SigV4-signed requests by that key get
+  through, as only IAM principals do on API Gateway; others get 403 ``ForbiddenException``.
 
 Handlers are synchronous (boto3), so they run in a thread pool and the event loop keeps
 serving — including the Management API calls those very handlers make.
@@ -54,6 +56,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from comfyroute.defaults import MAX_MESSAGE_BYTES  # API Gateway's WebSocket message limit
 from comfyroute_tools.dev.lambdas import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from comfyroute_tools.dev.sigv4 import SigningKey, verify
 
 log = logging.getLogger("comfyroute_dev.gateway")
 
@@ -100,6 +103,8 @@ class GatewayConfig:
     handler_threads: int = 32
     binary_frames: BinaryFrames = "reject"
     websocket_paths: tuple[str, ...] = DEFAULT_WEBSOCKET_PATHS
+    # Management API callers must sign with this key (None: anyone who reaches the port).
+    management_key: SigningKey | None = None
 
 
 @dataclass
@@ -147,8 +152,10 @@ def select_route(body: str | None, expression: str, routes: Mapping[str, Any]) -
     if body is None or not expression.startswith(prefix):
         return "$default"
     try:
-        value: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        # Numbers stay text: route selection must not trip on Python's int-parsing limit
+        # (4,300 digits) or on NaN, which API Gateway's own parser reads past.
+        value: Any = json.loads(body, parse_int=str, parse_float=str, parse_constant=str)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return "$default"
     for part in expression[len(prefix) :].split("."):
         if not isinstance(value, dict) or part not in value:
@@ -390,15 +397,30 @@ class Gateway:
         # botocore reads the error code from this header; the body is what API Gateway sends.
         return web.json_response({"message": None}, status=410, headers={"x-amzn-ErrorType": "GoneException"})
 
+    def _forbidden(self, request: web.Request, body: bytes) -> web.Response | None:
+        key = self.config.management_key
+        if key is None:
+            return None
+        reason = verify(key, request.method, request.raw_path, request.headers, body)
+        if reason is None:
+            return None
+        log.warning("Management API %s from %s refused: %s", request.method, request.remote, reason)
+        return web.json_response(
+            {"message": "Forbidden"}, status=403, headers={"x-amzn-ErrorType": "ForbiddenException"}
+        )
+
     def _live(self, request: web.Request) -> Connection | None:
         conn = self.connections.get(request.match_info["connection_id"])
         return conn if conn is not None and conn.open else None
 
     async def _post_to_connection(self, request: web.Request) -> web.Response:
+        data = await request.read()
+        refused = self._forbidden(request, data)
+        if refused is not None:
+            return refused
         conn = self._live(request)
         if conn is None:
             return self._gone()
-        data = await request.read()
         if len(data) > self.config.max_message_bytes:
             return web.json_response(
                 {"message": f"Message too long: {len(data)} bytes; the limit is {self.config.max_message_bytes}"},
@@ -424,6 +446,9 @@ class Gateway:
         return web.Response(status=200)
 
     async def _get_connection(self, request: web.Request) -> web.Response:
+        refused = self._forbidden(request, await request.read())
+        if refused is not None:
+            return refused
         conn = self._live(request)
         if conn is None:
             return self._gone()
@@ -436,6 +461,9 @@ class Gateway:
         )
 
     async def _delete_connection(self, request: web.Request) -> web.Response:
+        refused = self._forbidden(request, await request.read())
+        if refused is not None:
+            return refused
         conn = self._live(request)
         if conn is None:
             return self._gone()

@@ -15,9 +15,11 @@ DevStack runs per process at a time.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -42,6 +44,7 @@ from comfyroute_tools.dev.lambdas import (
     load_handler,
     patch_moto_invoke,
 )
+from comfyroute_tools.dev.sigv4 import SigningKey
 from comfyroute_tools.dev.template import (
     DEFAULT_TEMPLATE_PATH,
     FunctionSpec,
@@ -75,6 +78,16 @@ _POWERTOOLS_DEV_ENV = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_
 
 _running_lock = threading.Lock()
 _running: DevStack | None = None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to listen on) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 class DevStackError(RuntimeError):
@@ -143,9 +156,11 @@ def _merge_env(functions: Mapping[str, FunctionSpec]) -> dict[str, str]:
 
 
 def _reset_process_caches() -> None:
-    """Forget boto3 clients and Powertools providers cached under a previous endpoint."""
+    """Forget boto3 clients and Powertools providers cached under a previous endpoint, and the
+    default session's credentials (each stack gives its handlers a new secret key)."""
     from comfyroute.awslambda import wiring
 
+    boto3.DEFAULT_SESSION = None
     wiring.reset()
     try:
         from aws_lambda_powertools.utilities import parameters
@@ -191,6 +206,7 @@ class DevStack:
         on_job_event: Callable[[JobEvent], None] | None = None,
         binary_frames: BinaryFrames = "reject",
         nodetool: bool = False,
+        signed_management: bool | None = None,
     ) -> None:
         if token is not None and not MIN_TOKEN_LENGTH <= len(token) <= MAX_TOKEN_LENGTH:
             raise ValueError(f"the dev token must be {MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH} characters long")
@@ -217,6 +233,9 @@ class DevStack:
         self.on_job_event = on_job_event
         self.nodetool = nodetool
         self.binary_frames: BinaryFrames = "default_route" if nodetool else binary_frames
+        # None: the Management API wants signed calls exactly when the port is reachable
+        # from other machines (tests force it on loopback).
+        self.signed_management = not is_loopback(host) if signed_management is None else signed_management
 
         self.plan: TemplatePlan | None = None
         self.env: dict[str, str] = {}
@@ -226,6 +245,9 @@ class DevStack:
         self.state_machine_arn = ""
         self.token = ""
         self.role_arn = ""  # the IAM role moto's functions and state machine are created with
+        # The handlers' AWS secret key, new each start: beyond loopback the gateway's Management
+        # API answers only requests signed with it (see comfyroute_tools.dev.sigv4).
+        self.management_key = SigningKey(_AWS_ENV["AWS_ACCESS_KEY_ID"], secrets.token_urlsafe(32), region)
         self._moto: Any = None
         self._exit = ExitStack()
         self._saved_env: dict[str, str | None] = {}
@@ -379,7 +401,8 @@ class DevStack:
         self._moto = PolicyEnforcingMotoServer(
             ip_address="127.0.0.1",
             port=0,
-            credentials={_AWS_ENV["AWS_ACCESS_KEY_ID"]: _AWS_ENV["AWS_SECRET_ACCESS_KEY"]},
+            # The handlers sign with the stack's own secret key (see management_key).
+            credentials={self.management_key.access_key: self.management_key.secret_key},
         )
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -389,6 +412,8 @@ class DevStack:
 
         for key, value in _AWS_ENV.items():
             self._set(key, value)
+        # moto takes any secret; the gateway checks this one (beyond loopback).
+        self._set("AWS_SECRET_ACCESS_KEY", self.management_key.secret_key)
         for key in _AWS_ENV_REMOVED:
             self._set(key, None)
         self._set("AWS_ENDPOINT_URL", self.moto_endpoint)
@@ -416,6 +441,7 @@ class DevStack:
             web_dir=self.web_dir if self.web_dir.is_dir() else None,
             two_way_routes=frozenset(k for k, r in ws.routes.items() if r.two_way),
             binary_frames=self.binary_frames,
+            management_key=self.management_key if self.signed_management else None,
         )
         self.gateway = Gateway(routes, authorizer, config, on_post=self._on_post, ready=False)
         try:
@@ -574,18 +600,22 @@ class DevStack:
         if self.state_file is None:
             return
         assert self.plan is not None
-        keys_table = self.env.get("API_KEYS_TABLE", "")
         info = {
             "pid": os.getpid(),
             "moto_endpoint": self.moto_endpoint,
             "region": self.region,
-            "api_keys_table": keys_table,
+            "api_keys_table": self.env.get("API_KEYS_TABLE", ""),
+            "connections_table": self.env.get("CONNECTIONS_TABLE", ""),
             "ws_url": self.ws_url,
             "http_url": self.http_url,
+            # `comfyroute run` / `jobs` use the token for this ws_url only; `keys revoke`
+            # signs its DeleteConnection calls with the management key.
+            "token": self.token,
+            "management_access_key": self.management_key.access_key,
+            "management_secret_key": self.management_key.secret_key,
             "started_at": time.time(),
         }
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_private(self.state_file, json.dumps(info, indent=2) + "\n")
 
     # -- tokens and job events ---------------------------------------------------------------
 
@@ -603,6 +633,16 @@ class DevStack:
         job_log.info(event.line())
         if self.on_job_event is not None:
             self.on_job_event(event)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user only (0600, folder 0700), whatever
+    the umask, and never briefly world-readable."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def issue_token_in_table(

@@ -22,6 +22,27 @@ class DynamoApiKeys:
         item = self.table.get_item(Key={"key_hash": key_hash}).get("Item")
         return _record(plain(item)) if item else None
 
+    @classmethod
+    def from_table(cls, table: Any) -> DynamoApiKeys:
+        """The store over a given boto3 ``Table`` (tools reaching another endpoint or account)."""
+        store = cls.__new__(cls)
+        store.table = table
+        return store
+
+    def list_keys(self, user_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every issued key (or one user's), oldest first. A scan: the table holds one row per
+        key an operator issued, and only the CLI asks."""
+        records: list[ApiKeyRecord] = []
+        kwargs: dict[str, Any] = {}
+        if user_id is not None:
+            kwargs["FilterExpression"] = Attr("user_id").eq(user_id)
+        while True:
+            resp = self.table.scan(**kwargs)
+            records.extend(_record(plain(i)) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return sorted(records, key=lambda r: r.created_at)
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
     def revoke(self, key_hash: str) -> None:
         self.table.update_item(
             Key={"key_hash": key_hash},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from comfyroute.aws import clients as aws
@@ -27,6 +27,37 @@ class DynamoConnections:
         )
         self.table.put_item(Item=to_item(rec))
         return rec
+
+    def put_for_key(self, connection_id: str, user_id: str, key_id: str) -> ConnectionRecord:
+        now = time.time()
+        rec = ConnectionRecord(
+            connection_id=connection_id,
+            user_id=user_id,
+            connected_at=now,
+            ttl=int(now + self.TTL_SECONDS),
+            key_id=key_id,
+        )
+        self.table.put_item(Item=to_item(rec))
+        return rec
+
+    @classmethod
+    def from_table(cls, table: Any) -> DynamoConnections:
+        """The store over a given boto3 ``Table`` (tools reaching another endpoint or account)."""
+        store = cls.__new__(cls)
+        store.table = table
+        return store
+
+    def list_by_key(self, key_id: str) -> list[str]:
+        """The ids of the connections recorded for an API key (index ``by_key``), for
+        ``comfyroute keys revoke``."""
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {"IndexName": "by_key", "KeyConditionExpression": Key("key_id").eq(key_id)}
+        while True:
+            resp = self.table.query(**kwargs)
+            ids.extend(str(item["connection_id"]) for item in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return ids
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def get(self, connection_id: str) -> ConnectionRecord | None:
         item = self.table.get_item(Key={"connection_id": connection_id}).get("Item")
@@ -55,4 +86,5 @@ def _record(item: dict[str, Any]) -> ConnectionRecord:
         connected_at=float(item["connected_at"]),
         gone=bool(item.get("gone", False)),
         ttl=int(item["ttl"]) if item.get("ttl") is not None else None,
+        key_id=str(item["key_id"]) if item.get("key_id") is not None else None,
     )

@@ -24,9 +24,10 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 def authorizer_handler() -> Handler:
     """The token (``?api_key=``, ``?token=`` or ``Authorization: Bearer``) -> Allow with
-    ``context.user_id``, else Deny. The template gives the authorizer no identity source (API
-    Gateway would answer 401 itself unless that one source is present), so a connection
-    without any token reaches this function and is refused here."""
+    ``context.user_id`` and ``context.key_id`` (the token's SHA-256, so $connect can record which
+    key a connection uses and ``comfyroute keys revoke`` can close it), else Deny. The template
+    gives the authorizer no identity source (API Gateway would answer 401 itself unless that one
+    source is present), so a connection without any token reaches this function and is refused here."""
     preload(["api_keys"])
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -44,7 +45,9 @@ def authorizer_handler() -> Handler:
             logger.info("token refused")
             return request.policy("anonymous", allow=False)
         logger.info("token accepted", extra={"user_id": user_id})
-        return request.policy(user_id, allow=True, context={"user_id": user_id})
+        return request.policy(
+            user_id, allow=True, context={"user_id": user_id, "key_id": auth.hash_token(request.token)}
+        )
 
     return instrument(handler, trace=False)
 
@@ -60,7 +63,10 @@ def connect_handler() -> Handler:
             return {"statusCode": 401}
         logger.append_keys(connection_id=request.connection_id)
         ports = get_ports()
-        ports.connections.put(request.connection_id, request.user_id)
+        if request.key_id:
+            ports.connections.put_for_key(request.connection_id, request.user_id, request.key_id)
+        else:
+            ports.connections.put(request.connection_id, request.user_id)
         logger.info("connected", extra={"user_id": request.user_id})
         job_id = request.resume_job
         if job_id and _JOB_ID.match(job_id):

@@ -46,6 +46,8 @@ class WebSocketRequest(NamedTuple):
     body: str | None = None
     # $connect only: nodetool's ``?resume_job=<job_id>`` while a run is in flight.
     resume_job: str | None = None
+    # The token's SHA-256 (the API keys table's key), also from the authorizer's context.
+    key_id: str | None = None
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> WebSocketRequest:
@@ -61,6 +63,7 @@ class WebSocketRequest(NamedTuple):
             user_id=_optional(authorizer, "user_id") if isinstance(authorizer, Mapping) else None,
             body=body if isinstance(body, str) else None,
             resume_job=_optional(query, "resume_job") if isinstance(query, Mapping) else None,
+            key_id=_optional(authorizer, "key_id") if isinstance(authorizer, Mapping) else None,
         )
 
     @property

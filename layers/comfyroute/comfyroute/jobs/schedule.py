@@ -33,6 +33,22 @@ def next_wait(polls: int, start: int, cap: int) -> int:
     return int(min(cap, start * 2 ** min(polls, 30)))
 
 
+def poll_budget(seconds: int, start: int, cap: int) -> int | None:
+    """The ``polls`` count at which the state machine gives up on a job (its ``max_polls``):
+    the first count whose waits alone (the execution input's ``start``, then :func:`next_wait`
+    after each poll) add up to ``seconds``. Waiting is only part of a loop's time, so the
+    budget never runs out before ``seconds`` have passed; it is a safety net behind Poll's own
+    deadline. None when the schedule does not wait (``start`` or ``cap`` of 0): no count then
+    stands for a time."""
+    if start <= 0 or cap <= 0:
+        return None
+    polls, waited = 1, start
+    while waited < seconds:
+        waited += next_wait(polls - 1, start, cap)
+        polls += 1
+    return polls
+
+
 def changed(job: JobRecord, status: ExecutorStatus) -> bool:
     """Whether a look at the executor tells the client anything new."""
     if status.state != job.status:

@@ -17,7 +17,7 @@ from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import GraphError
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
-from comfyroute.jobs import lifecycle, stream
+from comfyroute.jobs import lifecycle, schedule, stream
 from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.record import JobNotFound, JobRecord, Outcome
 from comfyroute.ports import LoopStartFailed, StartInProgress
@@ -235,7 +235,15 @@ def _resume(ports: Ports, prepared: PreparedJob, existing: JobRecord) -> JobReco
 
 
 def _start_loop(ports: Ports, job_id: str) -> str:
-    payload = {"job_id": job_id, "polls": 0, "wait_seconds": ports.config.poll_interval_start_seconds}
+    cfg = ports.config
+    payload: dict[str, Any] = {"job_id": job_id, "polls": 0, "wait_seconds": cfg.poll_interval_start_seconds}
+    # The state machine's own safety net (statemachine/job.asl.json, IsDone): it fails the job
+    # once Poll's polls count reaches this, whatever Poll answers.
+    max_polls = schedule.poll_budget(
+        cfg.execution_budget_seconds, cfg.poll_interval_start_seconds, cfg.poll_interval_cap_seconds
+    )
+    if max_polls is not None:
+        payload["max_polls"] = max_polls
     return ports.state_machine.start(job_id, payload)
 
 
