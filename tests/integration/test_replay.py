@@ -581,10 +581,10 @@ def test_an_unexpected_error_in_submit_fails_the_job_and_tells_the_client(stack,
 def test_authorizer_reads_nodetools_api_key(stack, lambda_context):
     auth.issue_token(get_ports().api_keys, "alice", token=TOKEN)
     policy = invoke(stack, "AuthorizerFunction", "authorizer_api_key", lambda_context)
-    assert policy["context"] == {"user_id": "alice"}
+    assert policy["context"] == {"user_id": "alice", "key_id": auth.hash_token(TOKEN)}
     event = load_event("authorizer_no_token")
     event["headers"] = {**(event.get("headers") or {}), "Authorization": f"Bearer {TOKEN}"}
-    assert invoke(stack, "AuthorizerFunction", event, lambda_context)["context"] == {"user_id": "alice"}
+    assert invoke(stack, "AuthorizerFunction", event, lambda_context)["context"] == policy["context"]
 
 
 def test_anonymous_connections_are_the_dev_user_only_from_loopback_and_only_when_configured(stack, lambda_context):

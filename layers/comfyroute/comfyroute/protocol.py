@@ -800,8 +800,9 @@ def command_name(raw: Mapping[str, Any]) -> str | None:
     """The command a decoded frame asks for: ``command``, or for nodetool's control frames
     (``{type: "ping", ts}``, which have no ``command``) its ``type``."""
     command = raw.get("command")
-    if command is None and raw.get("type") in CONTROL_FRAMES:
-        command = raw["type"]
+    kind = raw.get("type")
+    if command is None and isinstance(kind, str) and kind in CONTROL_FRAMES:
+        command = kind
     return command if isinstance(command, str) else None
 
 
