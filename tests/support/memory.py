@@ -244,7 +244,9 @@ class MemoryUploads:
     def open_workflow(self, user: str, upload_id: str) -> bytes:
         info = self.head_upload(user, upload_id)
         if info.content_type not in WORKFLOW_TYPES:
-            raise UploadNotAllowed(f"upload {upload_id} is {info.content_type}, not a workflow")
+            raise UploadNotAllowed(
+                f"upload {upload_id} is {info.content_type}, not a workflow: upload workflows as application/json"
+            )
         return self.uploads[upload_id].data
 
     def keep_for_job(self, user: str, upload_id: str, job_id: str, name: str) -> StoredInput:
