@@ -319,3 +319,31 @@ def test_two_concurrent_jobs_sending_the_same_name_each_get_their_own_file_back(
     assert outs[0] != outs[1]
     subfolders = {p["1"]["inputs"]["image"].rsplit("/", 1)[0] for p in comfy.submitted[-2:]}
     assert len(subfolders) == 2
+
+
+def test_a_file_too_big_for_runpods_run_limit_fails_the_job_naming_it(
+    dev_stack: DevStack, comfy: FakeComfyUI, token: str, runpod_endpoint: EndpointMaker
+) -> None:
+    # 8 MiB is within the upload limit, but 4/3 of it in base64 passes RunPod's 10 MB /run body.
+    data = b"\x89PNG\r\n\x1a\n" + bytes(8 * 1024 * 1024)
+    with FakeRunPod(comfy=comfy) as runpod:
+        endpoint_id = runpod_endpoint(runpod)
+
+        async def scenario() -> JobResult:
+            async with connect(dev_stack, token) as client:
+                upload_id = await client.upload(data, filename="huge.png")
+                return await client.run(
+                    prompt=PROMPT,
+                    files=[("input.png", upload_id)],
+                    settings=runpod_settings(endpoint_id),
+                    timeout=FOLLOW_TIMEOUT,
+                )
+
+        result = run(scenario())
+        assert result.status is JobStatus.FAILED
+        assert result.error is not None
+        assert result.error.startswith(
+            "runpod executor refused the job: the workflow and its input files (input.png (8.0 MB))"
+        )
+        assert "RunPod accepts at most 10485760 bytes (10 MB)" in result.error
+        assert runpod.runs == []  # refused before anything was sent
