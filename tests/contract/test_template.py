@@ -39,6 +39,7 @@ FUNCTIONS = {
     "CancelJobFunction": "cancel_job",
     "JobQueriesFunction": "job_queries",
     "SaveWorkflowFunction": "save_workflow",
+    "RequestUploadFunction": "request_upload",
     "PollFunction": "poll",
     "NotifyFunction": "notify",
 }
@@ -52,12 +53,14 @@ ROUTES = {
     "list_jobs": "JobQueriesFunction",
     "reconnect_job": "JobQueriesFunction",
     "save_workflow": "SaveWorkflowFunction",
+    "request_upload": "RequestUploadFunction",
 }
 PUSHERS = {
     "RunJobFunction",
     "CancelJobFunction",
     "JobQueriesFunction",
     "SaveWorkflowFunction",
+    "RequestUploadFunction",
     "DefaultFunction",
     "NotifyFunction",
 }

@@ -16,9 +16,26 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from comfyroute.aws.uploads import (
+    WORKFLOW_TYPES,
+    StoredInput,
+    UploadExpired,
+    UploadForbidden,
+    UploadInfo,
+    UploadNotAllowed,
+    UploadNotFound,
+    UploadNotReady,
+    UploadTicket,
+    UploadTooLarge,
+    check_content_type,
+    job_input_key,
+    new_upload_id,
+    upload_window_end,
+)
 from comfyroute.config import Config
 from comfyroute.credentials import Credentials, CredentialsError
 from comfyroute.executors.base import ExecutorStatus, OutputFile, Prompt
+from comfyroute.executors.inputs import InputFile
 from comfyroute.jobs.record import JobChange, JobNotFound, JobRecord, Outcome
 from comfyroute.jobs.submit import PreparedJob, StartAnswer
 from comfyroute.ports import ApiKeyRecord, Caller, ConnectionRecord, LoopStartFailed, StartInProgress
@@ -145,6 +162,113 @@ class MemoryOutputs:
         return self.objects.get(output.key) if output.key else None
 
 
+@dataclass
+class _Uploaded:
+    owner: str
+    filename: str
+    content_type: str
+    data: bytes
+    uploaded_at: float
+
+
+class MemoryUploads:
+    """``ports.Uploads`` in memory, with the rules of ``aws.uploads.UploadStore`` (same errors
+    and codes). ``post(ticket, data)`` is the client's POST to S3, checked as the policy
+    would; ``objects`` holds the jobs' input copies by key; ``clock`` is settable."""
+
+    def __init__(self, *, max_bytes: int = 1024 * 1024, max_workflow_bytes: int = 4 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.max_workflow_bytes = max_workflow_bytes
+        self.expires_in = 900
+        self.retention_seconds = 86400
+        self.now = time.time()
+        self.issued: dict[str, tuple[str, UploadTicket, str, str]] = {}  # id -> owner, ticket, name, type
+        self.uploads: dict[str, _Uploaded] = {}
+        self.objects: dict[str, tuple[bytes, str]] = {}  # key -> bytes, content type
+
+    def clock(self) -> float:
+        return self.now
+
+    def _limit(self, content_type: str) -> int:
+        return self.max_workflow_bytes if content_type in WORKFLOW_TYPES else self.max_bytes
+
+    def request_upload(self, user: str, filename: str, content_type: str, size: int) -> UploadTicket:
+        ctype = check_content_type(content_type)
+        if size > self._limit(ctype):
+            raise UploadTooLarge(f"file {filename!r} is {size} bytes; the limit is {self._limit(ctype)} bytes")
+        upload_id = new_upload_id(self.now + self.expires_in)
+        ticket = UploadTicket(
+            upload_id=upload_id,
+            url="memory://uploads/",
+            fields={"key": f"uploads/{upload_id}", "Content-Type": ctype},
+            expires_in=self.expires_in,
+            max_bytes=size,
+        )
+        self.issued[upload_id] = (user, ticket, filename, ctype)
+        return ticket
+
+    def post(self, ticket: UploadTicket, data: bytes) -> None:
+        """The client's POST, refused as S3 refuses it (a ValueError naming S3's code)."""
+        owner, issued, filename, ctype = self.issued[ticket.upload_id]
+        if len(data) != issued.max_bytes:
+            raise ValueError("EntityTooLarge" if len(data) > issued.max_bytes else "EntityTooSmall")
+        self.uploads[ticket.upload_id] = _Uploaded(owner, filename, ctype, data, self.now)
+
+    def upload(self, user: str, data: bytes, content_type: str = "image/png", filename: str = "f") -> str:
+        """request_upload and POST in one, for tests: the new upload id."""
+        ticket = self.request_upload(user, filename, content_type, len(data))
+        self.post(ticket, data)
+        return ticket.upload_id
+
+    def head_upload(self, user: str, upload_id: str) -> UploadInfo:
+        window_end = upload_window_end(upload_id)
+        found = self.uploads.get(upload_id)
+        if found is None:
+            if self.now < window_end and upload_id in self.issued:
+                raise UploadNotReady(f"upload {upload_id} has not been uploaded yet")
+            raise UploadNotFound(f"upload {upload_id} is unknown or expired")
+        if found.owner != user:
+            raise UploadForbidden(f"upload {upload_id} belongs to another user")
+        if self.now - found.uploaded_at > self.retention_seconds:
+            raise UploadExpired(f"upload {upload_id} has expired")
+        if len(found.data) > self._limit(found.content_type):
+            raise UploadTooLarge(f"upload {upload_id} is {len(found.data)} bytes")
+        return UploadInfo(
+            upload_id=upload_id,
+            filename=found.filename,
+            content_type=found.content_type,
+            size=len(found.data),
+            uploaded_at=found.uploaded_at,
+        )
+
+    def open_workflow(self, user: str, upload_id: str) -> bytes:
+        info = self.head_upload(user, upload_id)
+        if info.content_type not in WORKFLOW_TYPES:
+            raise UploadNotAllowed(
+                f"upload {upload_id} is {info.content_type}, not a workflow: upload workflows as application/json"
+            )
+        return self.uploads[upload_id].data
+
+    def keep_for_job(self, user: str, upload_id: str, job_id: str, name: str) -> StoredInput:
+        info = self.head_upload(user, upload_id)
+        key = job_input_key(job_id, name)
+        self.objects[key] = (self.uploads[upload_id].data, info.content_type)
+        return StoredInput(name=name, key=key, size=info.size, content_type=info.content_type)
+
+    def keep_inline(self, job_id: str, name: str, data: bytes, content_type: str) -> StoredInput:
+        key = job_input_key(job_id, name)
+        self.objects[key] = (data, check_content_type(content_type))
+        return StoredInput(name=name, key=key, size=len(data), content_type=content_type)
+
+    def read_input(self, key: str, size: int) -> bytes:
+        if key not in self.objects:
+            raise UploadNotFound(f"input {key} is gone")
+        data = self.objects[key][0]
+        if len(data) != size:
+            raise UploadTooLarge(f"input {key} changed")
+        return data
+
+
 class MemoryStateMachine:
     """One loop per job id, as Step Functions' execution names make it."""
 
@@ -190,6 +314,8 @@ class FakeExecutor:
     submit_error: Exception | None = None
     on_submit: Callable[[str], None] | None = None  # runs inside submit (e.g. a cancel racing it)
     submitted: list[tuple[Prompt, str]] = field(default_factory=list)
+    # The input files of each submit_with_files, by job id.
+    inputs: dict[str, list[InputFile]] = field(default_factory=dict)
     looks: int = 0
     cancelled: list[str] = field(default_factory=list)
 
@@ -200,6 +326,11 @@ class FakeExecutor:
         if self.on_submit is not None:
             self.on_submit(job_id)
         return f"exec-{job_id}"
+
+    def submit_with_files(self, prompt: Prompt, job_id: str, files: Sequence[InputFile]) -> str:
+        if self.submit_error is None:
+            self.inputs[job_id] = list(files)
+        return self.submit(prompt, job_id)
 
     def status(self, executor_job_id: str, *, submitted_at: float | None = None) -> ExecutorStatus:
         self.looks += 1
@@ -312,6 +443,7 @@ class MemoryPorts:
     workflows: MemoryWorkflows = field(default_factory=MemoryWorkflows)
     api_keys: MemoryApiKeys = field(default_factory=MemoryApiKeys)
     outputs: MemoryOutputs = field(default_factory=MemoryOutputs)
+    uploads: MemoryUploads = field(default_factory=MemoryUploads)
     state_machine: MemoryStateMachine = field(default_factory=MemoryStateMachine)
     pusher: RecordingPusher = field(default_factory=RecordingPusher)
     credentials: MemoryCredentials = field(default_factory=MemoryCredentials)

@@ -12,7 +12,17 @@ import pytest
 from support import ROOT
 
 CONNECTION_ROUTES = ("authorizer", "connect", "disconnect")
-ALL = (*CONNECTION_ROUTES, "default", "run_job", "cancel_job", "job_queries", "save_workflow", "poll", "notify")
+ALL = (
+    *CONNECTION_ROUTES,
+    "default",
+    "run_job",
+    "cancel_job",
+    "job_queries",
+    "save_workflow",
+    "request_upload",
+    "poll",
+    "notify",
+)
 
 # Never in any handler: the tools, the X-Ray SDK (opt-in, see awslambda/instrument.py) and
 # Powertools' pydantic models of whole events.
@@ -67,7 +77,7 @@ def test_connection_routes_load_no_pydantic_and_nothing_of_the_job_routes(functi
     assert "boto3" in modules  # their table's adapter is loaded at init, not on first use
 
 
-@pytest.mark.parametrize("function", ["default", "job_queries", "save_workflow", "notify"])
+@pytest.mark.parametrize("function", ["default", "job_queries", "save_workflow", "request_upload", "notify"])
 def test_routes_that_run_no_executor_load_none_and_no_idempotency(function: str) -> None:
     modules, _ = loaded(function)
     assert under(modules, (*JOB_ONLY, "aws_lambda_powertools.utilities.idempotency")) == []

@@ -11,6 +11,7 @@ from comfyroute.defaults import (
     MAX_OUTPUT_BYTES,
     RUNPOD_API_BASE,
     UPLOAD_MAX_BYTES,
+    UPLOAD_MAX_JOB_BYTES,
     UPLOAD_MAX_WORKFLOW_BYTES,
     UPLOAD_PRESIGN_SECONDS,
     UPLOAD_RETENTION_DAYS,
@@ -59,6 +60,7 @@ class Config(NamedTuple):
     # Input files and workflows uploaded with presigned POSTs under uploads/ (docs/uploads.md).
     upload_max_bytes: int = UPLOAD_MAX_BYTES
     upload_max_workflow_bytes: int = UPLOAD_MAX_WORKFLOW_BYTES
+    upload_max_job_bytes: int = UPLOAD_MAX_JOB_BYTES
     upload_presign_seconds: int = UPLOAD_PRESIGN_SECONDS
     upload_retention_days: int = UPLOAD_RETENTION_DAYS
 
@@ -99,6 +101,7 @@ class Config(NamedTuple):
             comfyui_progress_peek_seconds=_env_float("COMFYUI_PROGRESS_PEEK_SECONDS", d.comfyui_progress_peek_seconds),
             upload_max_bytes=_env_int("UPLOAD_MAX_BYTES", d.upload_max_bytes),
             upload_max_workflow_bytes=_env_int("UPLOAD_MAX_WORKFLOW_BYTES", d.upload_max_workflow_bytes),
+            upload_max_job_bytes=_env_int("UPLOAD_MAX_JOB_BYTES", d.upload_max_job_bytes),
             upload_presign_seconds=_env_int("UPLOAD_PRESIGN_SECONDS", d.upload_presign_seconds),
             upload_retention_days=_env_int("UPLOAD_RETENTION_DAYS", d.upload_retention_days),
         )

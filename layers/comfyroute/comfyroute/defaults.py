@@ -23,6 +23,8 @@ COMFYUI_ADDR = "127.0.0.1:8188"
 # Input files and workflows uploaded with presigned POSTs under uploads/ (docs/uploads.md).
 UPLOAD_MAX_BYTES = 50 * 1024 * 1024
 UPLOAD_MAX_WORKFLOW_BYTES = 8 * 1024 * 1024
+# All input files of one job together: run_job holds them in memory on their way to the executor.
+UPLOAD_MAX_JOB_BYTES = 100 * 1024 * 1024
 UPLOAD_PRESIGN_SECONDS = 900
 # Must match the uploads/ lifecycle rule of the outputs bucket (template.yaml).
 UPLOAD_RETENTION_DAYS = 1

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from comfyroute.defaults import MAX_MESSAGE_BYTES
 from comfyroute.protocol import (
     ErrorMessage,
+    JobInput,
     JobList,
     JobMessage,
     JobOutput,
@@ -30,11 +31,13 @@ from comfyroute.protocol import (
     OutputValue,
     Pong,
     ProtocolError,
+    UploadReady,
     WorkflowSaved,
     encode,
 )
 
 if TYPE_CHECKING:
+    from comfyroute.aws.uploads import UploadTicket
     from comfyroute.executors.base import OutputFile
     from comfyroute.jobs.record import JobRecord
     from comfyroute.ports import Caller, OutputStore, Ports
@@ -125,6 +128,7 @@ def job_view(job: JobRecord, outputs: list[JobOutput] | None = None) -> JobView:
         updated_at=job.updated_at,
         outputs=outputs or [],
         output_count=len(job.outputs),
+        inputs=[JobInput(name=i.name, size=i.size, content_type=i.content_type) for i in job.inputs],
     )
 
 
@@ -228,6 +232,19 @@ def job_not_found(job_id: str, request: str, workflow_id: str | None = None) -> 
 
 def pong() -> Pong:
     return Pong(ts=round(time.time(), 3))
+
+
+def upload_ready(ticket: UploadTicket, *, filename: str | None = None, ref: str | None = None) -> UploadReady:
+    return UploadReady(
+        upload_id=ticket.upload_id,
+        url=ticket.url,
+        fields=dict(ticket.fields),
+        method=ticket.method,
+        expires_in=ticket.expires_in,
+        max_bytes=ticket.max_bytes,
+        filename=filename,
+        ref=ref,
+    )
 
 
 def workflow_saved(workflow_id: str, settings: Mapping[str, Any]) -> WorkflowSaved:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from comfyroute.aws.uploads import StoredInput, UploadInfo, UploadTicket
     from comfyroute.config import Config
     from comfyroute.credentials import Credentials
     from comfyroute.executors.base import Executor, OutputFile
@@ -133,6 +134,42 @@ class OutputStore(Protocol):
         ...
 
 
+class Uploads(Protocol):
+    """Files clients upload with presigned POSTs (``uploads/``), and jobs' own copies of their
+    input files (``jobs/{job_id}/inputs/``). Every refusal is an ``aws.uploads.UploadError``
+    whose ``code`` and message name the problem."""
+
+    @property
+    def max_bytes(self) -> int:
+        """The limit of one input file (not a workflow)."""
+        ...
+
+    def request_upload(self, user: str, filename: str, content_type: str, size: int) -> UploadTicket:
+        """A presigned POST for exactly ``size`` bytes of ``content_type``, owned by ``user``."""
+        ...
+
+    def head_upload(self, user: str, upload_id: str) -> UploadInfo:
+        """The user's upload as it is (name, size, type), without its bytes."""
+        ...
+
+    def open_workflow(self, user: str, upload_id: str) -> bytes:
+        """The bytes of the user's uploaded workflow (application/json only)."""
+        ...
+
+    def keep_for_job(self, user: str, upload_id: str, job_id: str, name: str) -> StoredInput:
+        """Copy the user's upload to the job's inputs, as ``name``."""
+        ...
+
+    def keep_inline(self, job_id: str, name: str, data: bytes, content_type: str) -> StoredInput:
+        """Store an inline input file (``files[].data``) as the job's input ``name``."""
+        ...
+
+    def read_input(self, key: str, size: int) -> bytes:
+        """The bytes of a job's input copy (``UploadNotFound`` once it is gone; no more than
+        ``size`` bytes are read: a larger object is refused)."""
+        ...
+
+
 class StateMachine(Protocol):
     """The job's follow loop (Step Functions), one execution per job named after it."""
 
@@ -217,6 +254,9 @@ class Ports(Protocol):
 
     @property
     def outputs(self) -> OutputStore: ...
+
+    @property
+    def uploads(self) -> Uploads: ...
 
     @property
     def state_machine(self) -> StateMachine: ...

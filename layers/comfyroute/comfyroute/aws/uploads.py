@@ -405,6 +405,34 @@ class UploadStore:
         )
         return StoredInput(name=name, key=key, size=info.size, content_type=info.content_type)
 
+    def keep_inline(self, job_id: str, name: str, data: bytes, content_type: str) -> StoredInput:
+        """Store an inline input file (``run_job.data.files[].data``) as the job's input ``name``."""
+        ctype = check_content_type(content_type)
+        if len(data) > self.max_bytes:
+            raise UploadTooLarge(f"file {name[:100]!r} is {len(data)} bytes; the limit is {self.max_bytes} bytes")
+        key = job_input_key(job_id, name)
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=ctype, Metadata={"job-id": job_id})
+        return StoredInput(name=name, key=key, size=len(data), content_type=ctype)
+
+    def read_input(self, key: str, size: int) -> bytes:
+        """The bytes of a job's input copy; at most ``size`` are taken (a larger object is refused,
+        so a job's memory stays what its inputs declared)."""
+        if not key.startswith("jobs/") or "/inputs/" not in key:
+            raise ValueError(f"{key[:100]!r} is not a job input key")
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise UploadNotFound(f"input file {key.rsplit('/', 1)[-1]!r} of the job is gone") from None
+            raise
+        with body:
+            data: bytes = body.read(size + 1)
+        if len(data) != size:
+            name = key.rsplit("/", 1)[-1]
+            kind = UploadTooLarge if len(data) > size else UploadNotFound
+            raise kind(f"input file {name!r} of the job changed: it is not the {size} bytes that were uploaded")
+        return data
+
 
 def _is_missing(exc: ClientError) -> bool:
     return aws.error_code(exc) in ("404", "NoSuchKey", "NotFound") or aws.http_status(exc) == 404

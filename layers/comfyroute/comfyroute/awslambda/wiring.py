@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from comfyroute.aws.push import ManagementApiPusher
     from comfyroute.aws.secrets import SecretsManagerCredentials
     from comfyroute.aws.states import StepFunctionsLoop
+    from comfyroute.aws.uploads import UploadStore
     from comfyroute.aws.workflows import DynamoWorkflows
     from comfyroute.executors.base import Executor
     from comfyroute.ports import (
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         Pusher,
         StartOnce,
         StateMachine,
+        Uploads,
         WorkflowStore,
     )
     from comfyroute.protocol import ExecutorKind
@@ -50,6 +52,7 @@ Port = Literal[
     "workflows",
     "api_keys",
     "outputs",
+    "uploads",
     "state_machine",
     "pusher",
     "credentials",
@@ -91,6 +94,12 @@ def _outputs() -> type[S3Outputs]:
     from comfyroute.aws.outputs import S3Outputs
 
     return S3Outputs
+
+
+def _uploads() -> type[UploadStore]:
+    from comfyroute.aws.uploads import UploadStore
+
+    return UploadStore
 
 
 def _state_machine() -> type[StepFunctionsLoop]:
@@ -145,6 +154,7 @@ _ADAPTERS: dict[Port, Callable[[], Any]] = {
     "workflows": _workflows,
     "api_keys": _api_keys,
     "outputs": _outputs,
+    "uploads": _uploads,
     "state_machine": _state_machine,
     "pusher": _pusher,
     "credentials": _credentials,
@@ -200,6 +210,10 @@ class LambdaPorts:
     @cached_property
     def outputs(self) -> OutputStore:
         return _outputs()(self.config.outputs_bucket)
+
+    @cached_property
+    def uploads(self) -> Uploads:
+        return _uploads().from_config(self.config)
 
     @cached_property
     def state_machine(self) -> StateMachine:

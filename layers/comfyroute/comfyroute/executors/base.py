@@ -7,11 +7,15 @@ look, and the Step Functions poll loop decides when to look again.
 from __future__ import annotations
 
 import mimetypes
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from comfyroute.protocol import ExecutorKind, JobStatus
+
+if TYPE_CHECKING:
+    from comfyroute.executors.inputs import InputFile
 
 Prompt = dict[str, Any]
 OutputKind = Literal["image", "video", "audio", "text", "latent", "file"]
@@ -105,6 +109,12 @@ class Executor(Protocol):
 
     def submit(self, prompt: Prompt, job_id: str) -> str:
         """Start the prompt; returns the executor's job id. Raises ExecutorRejected/Unavailable."""
+        ...
+
+    def submit_with_files(self, prompt: Prompt, job_id: str, files: Sequence[InputFile]) -> str:
+        """``submit`` with the job's input files, each reaching the executor under its ``name``
+        (ComfyUI: the job's own input subfolder, references rewritten; RunPod: ``input.images``).
+        ``ExecutorRejected`` names a file the executor refused."""
         ...
 
     def status(self, executor_job_id: str, *, submitted_at: float | None = None) -> ExecutorStatus:

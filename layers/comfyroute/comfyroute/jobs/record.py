@@ -23,6 +23,19 @@ class JobNotFound(Exception):
     """A job that has no record (poll's Catch marks nothing and fails)."""
 
 
+class InputRecord(BaseModel):
+    """One input file of a job, as the job record keeps it: its own copy under ``key``
+    (``jobs/{job_id}/inputs/``, expiring with the job's outputs); never its bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    size: int
+    content_type: str
+    key: str
+    upload_id: str | None = None  # the upload it came from; None for an inline file
+
+
 class JobRecord(BaseModel):
     model_config = ConfigDict(use_enum_values=False)
 
@@ -49,6 +62,7 @@ class JobRecord(BaseModel):
     node_classes: dict[str, str] = Field(default_factory=dict)
     # How each node ended, as the executor reported it: completed, cached or error.
     node_states: dict[str, NodeOutcome] = Field(default_factory=dict)
+    inputs: list[InputRecord] = Field(default_factory=list)
     ttl: int | None = None
 
     @property

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
 
 from comfyroute import messages
+from comfyroute.aws.uploads import UploadError
 from comfyroute.conversion.nodetool import apply_params, convert_graph, validate_prompt
 from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import GraphError
@@ -19,7 +21,8 @@ from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
 from comfyroute.jobs import lifecycle, schedule, stream
 from comfyroute.jobs.cancel import stop_on_executor
-from comfyroute.jobs.record import JobNotFound, JobRecord, Outcome
+from comfyroute.jobs.inputs import InputRefused, UploadedWorkflow, keep_inputs, load_uploaded_workflow, resolve_files
+from comfyroute.jobs.record import InputRecord, JobNotFound, JobRecord, Outcome
 from comfyroute.ports import LoopStartFailed, StartInProgress
 from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, RunJobData
 
@@ -43,6 +46,8 @@ class PreparedJob(BaseModel):
     endpoint_id: str | None = None
     prompt: dict[str, Any] | None = None
     node_classes: dict[str, str] = Field(default_factory=dict)
+    # The job's input files, checked (metadata only: inline bytes travel beside, see run_job).
+    inputs: list[InputRecord] = Field(default_factory=list)
     error: str | None = None
 
 
@@ -68,24 +73,40 @@ class JobOwnedByAnother(Exception):
 
 
 def prepare_job(ports: Ports, caller: Caller, data: RunJobData) -> PreparedJob:
-    """Resolve the saved workflow and the settings, and convert the graph."""
+    """Resolve the saved or uploaded workflow, the settings and the input files, and convert
+    the workflow. ``InputRefused`` for an upload or input file that cannot be used (no job is
+    recorded then)."""
+    return _prepare(ports, caller, data)[0]
+
+
+def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJob, dict[str, bytes]]:
+    """``prepare_job``, and the bytes of the inline input files."""
     job_id = data.job_id or str(uuid.uuid4())
-    graph: Graph | None = data.graph
-    prompt = data.prompt
+    uploaded = (
+        load_uploaded_workflow(ports, caller, data.workflow_upload_id)
+        if data.workflow_upload_id
+        else UploadedWorkflow()
+    )
+    inputs, inline = resolve_files(ports, caller, job_id, data.files) if data.files else ([], {})
+    graph: Graph | None = data.graph if data.graph is not None else uploaded.graph
+    prompt = data.prompt if data.prompt is not None else uploaded.prompt
+    editor = uploaded.editor
     settings = ExecutorSettings()
     missing: str | None = None
     if data.workflow_id:
         saved = ports.workflows.get(caller.user_id, data.workflow_id)
+        given = graph is not None or prompt is not None or editor is not None
         if saved is not None:
             settings = saved.executor_settings
-            if graph is None and prompt is None:
+            if not given:
                 if saved.graph_json:
                     graph = Graph.model_validate_json(saved.graph_json)
                 elif saved.prompt_json:
                     prompt = json.loads(saved.prompt_json)
-        if graph is None and prompt is None:
+        if graph is None and prompt is None and editor is None:
             missing = f"workflow '{data.workflow_id}' not found"
-    settings = settings.merged(data.settings)
+    # An uploaded saved workflow's settings sit between the stored workflow's and the request's.
+    settings = settings.merged(uploaded.settings).merged(data.settings)
     kind = settings.comfy_executor or ExecutorKind.LOCAL
     endpoint_id = settings.runpod_endpoint_id if kind is ExecutorKind.RUNPOD else None
 
@@ -97,34 +118,53 @@ def prepare_job(ports: Ports, caller: Caller, data: RunJobData) -> PreparedJob:
             workflow_id=data.workflow_id,
             executor=kind,
             endpoint_id=endpoint_id,
+            inputs=inputs,
             **outcome,
         )
 
     if missing:
-        return prepared(error=missing)
+        return prepared(error=missing), inline
     if kind is ExecutorKind.RUNPOD and not endpoint_id:
-        return prepared(error="runpod_endpoint_id is required when comfy_executor is 'runpod'")
+        return prepared(error="runpod_endpoint_id is required when comfy_executor is 'runpod'"), inline
     try:
         # A graph that is not all comfy.* nodes is refused by convert_graph, naming them. The
         # bundled core schemas map an imported node's positional _comfy_widgets to input names
         # (nodetool's importer keeps ComfyUI's widgets_values so); unknown classes keep their
         # graph's own names.
-        converted = convert_graph(graph, bundled_object_info()) if graph is not None else validate_prompt(prompt or {})
+        if graph is not None:
+            converted = convert_graph(graph, bundled_object_info())
+        elif editor is not None:
+            converted = _convert_editor(editor)
+        else:
+            converted = validate_prompt(prompt or {})
         if data.params:
             converted = apply_params(converted, data.params)
     except GraphError as exc:
-        return prepared(error=f"invalid workflow: {exc}")
+        return prepared(error=f"invalid workflow: {exc}"), inline
     classes = {nid: str(node.get("class_type", "")) for nid, node in converted.items()}
-    return prepared(prompt=converted, node_classes=classes)
+    return prepared(prompt=converted, node_classes=classes), inline
+
+
+def _convert_editor(workflow: Mapping[str, Any]) -> dict[str, Any]:
+    """An editor workflow's prompt, converted with the node schemas of the bundled ComfyUI
+    snapshot (the executor's own /object_info is for the editor wiring to bring)."""
+    from comfyroute.conversion.editor import convert_editor_workflow
+
+    return convert_editor_workflow(workflow, bundled_object_info())
 
 
 def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
-    prepared = prepare_job(ports, caller, data)
+    try:
+        prepared, inline = _prepare(ports, caller, data)
+    except InputRefused as exc:
+        messages.reply(ports, caller, messages.error(exc.message, exc.code, request="run_job", job_id=data.job_id))
+        return
     logger.append_keys(job_id=prepared.job_id)
     started: list[JobRecord] = []
 
     def start(request: PreparedJob) -> StartAnswer:
-        result = start_job(ports, request)
+        # The inline files' bytes stay out of the idempotency payload: this request has them.
+        result = start_job(ports, request, inline)
         started.append(result.job)
         return result.answer()
 
@@ -166,13 +206,13 @@ def _refusal(exc: StartInProgress | JobOwnedByAnother, job_id: str) -> BaseModel
     return messages.error(text, code, request="run_job", job_id=job_id)
 
 
-def start_job(ports: Ports, prepared: PreparedJob) -> Started:
+def start_job(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes] | None = None) -> Started:
     """Record the job, submit it to its executor and start its follow loop. Every failure ends
-    in a recorded ``failed`` job."""
+    in a recorded ``failed`` job. ``inline``: the bytes of the inline input files by name."""
     created = _create(ports, prepared)
     if not created.applied:
         return Started(_resume(ports, prepared, created.job), created.job.connection_id)
-    return Started(_run(ports, prepared), prepared.connection_id)
+    return Started(_run(ports, prepared, inline or {}), prepared.connection_id)
 
 
 def _create(ports: Ports, prepared: PreparedJob) -> Outcome:
@@ -191,12 +231,13 @@ def _create(ports: Ports, prepared: PreparedJob) -> Outcome:
         updated_at=now,
         deadline=now + cfg.job_timeout_seconds,
         node_classes=prepared.node_classes,
+        inputs=prepared.inputs,
         ttl=int(now + cfg.job_ttl_days * 86400),
     )
     return lifecycle.create(ports.jobs, record)
 
 
-def _run(ports: Ports, prepared: PreparedJob) -> JobRecord:
+def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> JobRecord:
     """Submit a newly recorded job and start its loop; the record that leaves."""
     job_id = prepared.job_id
     if prepared.error or prepared.prompt is None:
@@ -204,7 +245,14 @@ def _run(ports: Ports, prepared: PreparedJob) -> JobRecord:
     kind = prepared.executor
     try:
         executor = ports.executors(kind, prepared.user_id, prepared.endpoint_id)
-        executor_job_id = executor.submit(prepared.prompt, job_id)
+        if prepared.inputs:
+            try:
+                files = keep_inputs(ports, prepared.user_id, job_id, prepared.inputs, inline)
+            except UploadError as exc:
+                return lifecycle.fail(ports.jobs, job_id, f"the job's input files could not be kept: {exc}").job
+            executor_job_id = executor.submit_with_files(prepared.prompt, job_id, files)
+        else:
+            executor_job_id = executor.submit(prepared.prompt, job_id)
     except (ExecutorError, CredentialsError, ValueError) as exc:
         return lifecycle.fail(ports.jobs, job_id, f"{kind.value} executor refused the job: {exc}").job
     submitted = lifecycle.submitted(ports.jobs, job_id, kind, executor_job_id)
