@@ -7,10 +7,12 @@ look, and the Step Functions poll loop decides when to look again.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Iterable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from comfyroute.conversion.problems import ConversionProblem
 from comfyroute.protocol import ExecutorKind, JobStatus
 
 Prompt = dict[str, Any]
@@ -20,7 +22,12 @@ NodeOutcome = Literal["completed", "cached", "error"]
 
 
 class ExecutorError(Exception):
-    """Base of executor failures. ``str()`` never contains credentials."""
+    """Base of executor failures. ``str()`` never contains credentials; ``details`` are the
+    problems the executor named per node (ComfyUI's ``node_errors``), for clients to show."""
+
+    def __init__(self, message: str = "", *, details: Iterable[ConversionProblem] = ()) -> None:
+        super().__init__(message)
+        self.details: list[ConversionProblem] = list(details)
 
 
 class ExecutorRejected(ExecutorError):
