@@ -12,8 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from comfyroute.conversion.problems import ConversionProblem
-from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
 
 Prompt = dict[str, Any]
 OutputKind = Literal["image", "video", "audio", "text", "latent", "file"]
@@ -25,9 +24,9 @@ class ExecutorError(Exception):
     """Base of executor failures. ``str()`` never contains credentials; ``details`` are the
     problems the executor named per node (ComfyUI's ``node_errors``), for clients to show."""
 
-    def __init__(self, message: str = "", *, details: Iterable[ConversionProblem] = ()) -> None:
+    def __init__(self, message: str = "", *, details: Iterable[NodeProblem] = ()) -> None:
         super().__init__(message)
-        self.details: list[ConversionProblem] = list(details)
+        self.details: list[NodeProblem] = list(details)
 
 
 class ExecutorRejected(ExecutorError):

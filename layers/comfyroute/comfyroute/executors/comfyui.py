@@ -37,7 +37,6 @@ import requests
 from aws_lambda_powertools import Logger
 from pydantic import Field, ValidationError
 
-from comfyroute.conversion.problems import ConversionProblem
 from comfyroute.defaults import COMFYUI_ADDR, MAX_OUTPUT_BYTES
 from comfyroute.executors.base import (
     ExecutorRejected,
@@ -60,7 +59,7 @@ from comfyroute.executors.inputs import (
     rewrite_file_references,
 )
 from comfyroute.http import make_session
-from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
 from comfyroute.text import clip, one_line, redact
 
 if TYPE_CHECKING:
@@ -344,7 +343,7 @@ _NODE_IN_DETAILS = re.compile(r"Node ID '#([^']+)'")
 MAX_FIELD_CHARS = 200
 
 
-def rejection_details(body: Any) -> list[ConversionProblem]:
+def rejection_details(body: Any) -> list[NodeProblem]:
     """A refused ``POST /prompt``'s ``node_errors`` as problems, one per error: the node, its
     class, the input (``extra_info.input_name``) and ComfyUI's message; the top-level error
     when no node has one (an unknown class names its node only there)."""
@@ -352,13 +351,13 @@ def rejection_details(body: Any) -> list[ConversionProblem]:
         rejection = _Rejection.model_validate(body)
     except ValidationError:
         return []
-    problems: list[ConversionProblem] = []
+    problems: list[NodeProblem] = []
     if isinstance(rejection.node_errors, dict):
         for node_id, node in rejection.node_errors.items():
             for err in node.errors or [_ErrorItem(message="invalid")]:
                 name = err.extra_info.get("input_name")
                 problems.append(
-                    ConversionProblem(
+                    NodeProblem(
                         node_id=clip(str(node_id), MAX_FIELD_CHARS),
                         class_type=clip(node.class_type, MAX_FIELD_CHARS) if node.class_type else None,
                         input=clip(name, MAX_FIELD_CHARS) if isinstance(name, str) and name else None,
@@ -368,7 +367,7 @@ def rejection_details(body: Any) -> list[ConversionProblem]:
     if not problems and isinstance(rejection.error, _ErrorItem) and rejection.error.message:
         found = _NODE_IN_DETAILS.search(str(rejection.error.details or ""))
         problems.append(
-            ConversionProblem(
+            NodeProblem(
                 node_id=clip(found.group(1), MAX_FIELD_CHARS) if found else None,
                 message=clip(_error_text(rejection.error), 500),
             )
@@ -708,7 +707,7 @@ class ComfyUIExecutor:
         except requests.RequestException as exc:
             raise self._unreachable(method, path, exc) from exc
 
-    def _redacted_details(self, problems: list[ConversionProblem]) -> list[ConversionProblem]:
+    def _redacted_details(self, problems: list[NodeProblem]) -> list[NodeProblem]:
         return [p.model_copy(update={"message": self._redact(p.message)}) for p in problems]
 
     def _unreachable(self, method: str, path: str, exc: BaseException) -> ExecutorUnavailable:
