@@ -62,7 +62,8 @@ def build_snapshot(data: bytes, *, source: str, comfyui_version: str | None = No
         raise PushError(f"{source} is not ComfyUI's /object_info: expected an object of node classes")
     version = comfyui_version or info.comfyui_version
     body = snapshot(info.raw, comfyui_version=version, source=source, stored=time.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6), info
+    packed = gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6)
+    return packed, ObjectInfo(info.raw, comfyui_version=version, source=source)
 
 
 def fetch_from_comfyui(url: str) -> tuple[bytes, str | None]:
