@@ -29,6 +29,7 @@ from aws_lambda_powertools import Logger
 
 from comfyroute.conversion.object_info import ObjectInfo, bundled_object_info
 from comfyroute.conversion.workflow import RENAMED_CLASSES
+from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
 from comfyroute.protocol import ExecutorKind
 
@@ -144,7 +145,7 @@ class ObjectInfoSource:
     def _comfyui(self, user_id: str, classes: set[str]) -> ObjectInfo:
         try:
             executor = self.executors(ExecutorKind.LOCAL, user_id, None)
-        except (ExecutorError, ValueError) as exc:
+        except (ExecutorError, CredentialsError, ValueError) as exc:
             raise ObjectInfoUnavailable(f"the local executor cannot be reached: {exc}") from None
         if not isinstance(executor, SchemaServer):
             raise ObjectInfoUnavailable("the local executor serves no /object_info")

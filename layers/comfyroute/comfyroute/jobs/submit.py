@@ -116,7 +116,14 @@ def prepare_job(ports: Ports, caller: Caller, data: RunJobData) -> PreparedJob:
         return prepared(error="runpod_endpoint_id is required when comfy_executor is 'runpod'")
 
     def schemas(classes: set[str]) -> ObjectInfo:
-        return ports.object_info.get(kind, caller.user_id, endpoint_id, classes)
+        try:
+            return ports.object_info.get(kind, caller.user_id, endpoint_id, classes)
+        except ObjectInfoUnavailable:
+            raise
+        except Exception:
+            # A bug or an outage behind the port: the job is still recorded, failed, and explained.
+            logger.exception("could not read the node schemas")
+            raise ObjectInfoUnavailable("the node schemas could not be read (internal error)") from None
 
     try:
         if editor is not None:
