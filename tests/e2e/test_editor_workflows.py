@@ -176,3 +176,21 @@ def test_comfyuis_node_errors_reach_the_client_per_input(dev_stack: DevStack, co
     [width] = [p for p in result.errors if p.input == "width"]
     assert (width.node_id, width.class_type) == (str(empty["id"]), "EmptyImage")
     assert "smaller than min" in width.message
+
+
+def test_a_runtime_error_reaches_the_client_naming_its_node(dev_stack: DevStack, comfy: FakeComfyUI) -> None:
+    example = json.loads((EDITOR.parents[2] / "examples" / "runtime_error_blur_1px.json").read_text())
+    _, token = new_user(dev_stack, comfy)
+
+    async def scenario() -> JobResult:
+        async with connect(dev_stack, token) as client:
+            return await client.follow(
+                await client.run_job(graph=example.get("graph", example)), timeout=FOLLOW_TIMEOUT
+            )
+
+    result = run(scenario())
+    assert result.status is JobStatus.FAILED
+    assert result.errors is not None
+    [problem] = result.errors
+    assert (problem.node_id, problem.class_type) == ("2", "ImageBlur")
+    assert "RuntimeError" in problem.message

@@ -10,7 +10,7 @@ import pytest
 import requests
 import responses
 from responses import matchers
-from support.recordings import body
+from support.recordings import body, load_recording
 
 from comfyroute.executors import comfyui
 from comfyroute.executors.base import ExecutorRejected, ExecutorUnavailable
@@ -84,3 +84,14 @@ def test_an_unknown_class_names_its_node_from_the_top_level_error() -> None:
 def test_a_body_that_is_not_comfyuis_gives_no_problems() -> None:
     assert rejection_details("Internal Server Error") == []
     assert rejection_details({"node_errors": []}) == []
+
+
+def test_a_runtime_error_names_its_node_as_a_problem_too() -> None:
+    recorded = load_recording("runtime_error")["history"]
+    prompt_id, entry = next(iter(recorded.items()))
+    status = comfyui.history_status(prompt_id, comfyui._HistoryEntry.model_validate(entry))
+    assert status.errors is not None
+    [problem] = status.errors
+    assert (problem.node_id, problem.class_type, problem.input) == ("2", "ImageBlur", None)
+    assert problem.message.startswith("RuntimeError: ")
+    assert "execution.py" not in problem.message  # no traceback

@@ -63,6 +63,7 @@ class ExecutorStatus(BaseModel):
 
     state: JobStatus
     error: str | None = None
+    errors: list[NodeProblem] | None = None  # a failure's node, where the executor names it
     message: str | None = None
     queue_position: int | None = None
     progress: Progress | None = None
