@@ -375,6 +375,15 @@ def rejection_details(body: Any) -> list[NodeProblem]:
     return problems
 
 
+def failure_problem(node_id: Any, node_type: Any, what: str) -> NodeProblem:
+    """The node a prompt failed at (``execution_error``), as the failed job's problem."""
+    return NodeProblem(
+        node_id=clip(str(node_id), MAX_FIELD_CHARS) if node_id is not None else None,
+        class_type=clip(str(node_type), MAX_FIELD_CHARS) if node_type else None,
+        message=clip(what, 500),
+    )
+
+
 def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
     """The final state of a prompt that reached /history."""
     status = entry.status
@@ -392,12 +401,7 @@ def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
         exc_type = str(info.get("exception_type") or "").strip()
         exc_msg = one_line(str(info.get("exception_message") or "")) or "no message"
         what = f"{exc_type}: {exc_msg}" if exc_type else exc_msg
-        node_id, node_type = info.get("node_id"), info.get("node_type")
-        problem = NodeProblem(
-            node_id=clip(str(node_id), MAX_FIELD_CHARS) if node_id is not None else None,
-            class_type=clip(str(node_type), MAX_FIELD_CHARS) if node_type else None,
-            message=clip(what, 500),
-        )
+        problem = failure_problem(info.get("node_id"), info.get("node_type"), what)
         return ExecutorStatus(state=JobStatus.FAILED, error=clip(f"ComfyUI {where} failed: {what}"), errors=[problem])
     if status is None:
         # Servers from before history carried a status wrote the entry only when a prompt
