@@ -686,7 +686,25 @@ def test_outputs_bucket_is_private_encrypted_and_expires_job_outputs(resources: 
             "Prefix": "uploads/",
             "ExpirationInDays": {"Ref": "UploadRetentionDays"},
         },
+        # Cached /object_info only: the RunPod snapshots users push (object-info/runpod/) stay.
+        {
+            "Id": "expire-cached-object-info",
+            "Status": "Enabled",
+            "Prefix": "object-info/comfyui/",
+            "ExpirationInDays": 30,
+        },
     ]
+
+
+def test_run_job_reads_and_writes_node_schemas_only_under_object_info(resources: dict[str, Any]) -> None:
+    props = resources["RunJobFunction"]["Properties"]
+    statements = [st for policy in props["Policies"] if "Statement" in policy for st in policy["Statement"]]
+    [schemas] = [st for st in statements if st.get("Sid") == "NodeSchemas"]
+    assert sorted(schemas["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert schemas["Resource"] == {"Fn::Sub": "${OutputsBucket.Arn}/object-info/*"}
+    # A live /object_info fetch through the tunnel fits the function's time and memory.
+    assert props["Timeout"] >= 60
+    assert props["MemorySize"] >= 1024
 
 
 def test_outputs_bucket_refuses_plain_http(resources: dict[str, Any]) -> None:

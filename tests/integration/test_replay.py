@@ -12,7 +12,7 @@ import boto3
 import pytest
 import responses
 from support import Stack, load_event
-from support.recordings import body, load_bytes, load_recording
+from support.recordings import FIXTURES, body, load_bytes, load_recording
 
 from comfyroute import auth
 from comfyroute.aws.connections import DynamoConnections
@@ -23,6 +23,8 @@ COMFY = "http://127.0.0.1:8188"
 RUNPOD = "https://api.runpod.ai/v2/ep_123"
 TOKEN = load_event("authorizer")["queryStringParameters"]["token"]
 PNG = load_bytes("view_ok.png")
+# The recorded ComfyUI's whole /object_info (tests/fixtures/graph/object_info.json).
+OBJECT_INFO = (FIXTURES / "graph" / "object_info.json").read_bytes()
 
 
 @pytest.fixture
@@ -40,6 +42,8 @@ def history_for(job_id: str, recording: str = "history_ok") -> dict[str, Any]:
 def fake_comfy(http: responses.RequestsMock, job_id: str, *, history: str | None = None) -> None:
     ok = load_recording("post_prompt_custom_id")["resp"]["body"]
     http.post(f"{COMFY}/prompt", json={**ok, "prompt_id": job_id})
+    # The graph names output handles ("IMAGE") without slot metadata: run_job reads the schemas.
+    http.get(f"{COMFY}/object_info", body=OBJECT_INFO)
     http.get(f"{COMFY}/queue", json=body("queue_idle"))
     http.get(f"{COMFY}/history/{job_id}", json=history_for(job_id, history) if history else {})
     http.get(re.compile(rf"{re.escape(COMFY)}/view\?.*"), body=PNG, content_type="image/png")
@@ -170,7 +174,8 @@ def test_run_job_submits_to_comfyui_records_and_starts_the_loop(stack, lambda_co
     connect(stack)
     fake_comfy(http, "job-replay-1")
     assert invoke(stack, "RunJobFunction", "run_job", lambda_context) == {"statusCode": 200}
-    sent = json.loads(http.calls[0].request.body)
+    [post] = [c for c in http.calls if c.request.method == "POST"]
+    sent = json.loads(post.request.body)
     assert sent["prompt_id"] == "job-replay-1"
     assert sent["prompt"] == {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from comfyroute.aws.uploads import (
     upload_window_end,
 )
 from comfyroute.config import Config
+from comfyroute.conversion.object_info import ObjectInfo, bundled_object_info
 from comfyroute.credentials import Credentials, CredentialsError
 from comfyroute.executors.base import ExecutorStatus, OutputFile, Prompt
 from comfyroute.executors.inputs import InputFile
@@ -40,6 +41,7 @@ from comfyroute.jobs.record import JobChange, JobNotFound, JobRecord, Outcome
 from comfyroute.jobs.submit import PreparedJob, StartAnswer
 from comfyroute.ports import ApiKeyRecord, Caller, ConnectionRecord, LoopStartFailed, StartInProgress
 from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.schemas import ObjectInfoUnavailable
 from comfyroute.workflows import WorkflowRecord
 
 if TYPE_CHECKING:
@@ -433,6 +435,22 @@ class MemoryJobAttach:
         return True
 
 
+class MemorySchemas:
+    """``ports.SchemaSource``: the bundled core snapshot unless a test sets ``info`` (or
+    ``unavailable``); records what each job asked for."""
+
+    def __init__(self) -> None:
+        self.info: ObjectInfo | None = None
+        self.unavailable: str | None = None
+        self.asked: list[tuple[ExecutorKind, str, str | None, frozenset[str]]] = []
+
+    def get(self, kind: ExecutorKind, user_id: str, endpoint_id: str | None, classes: Collection[str]) -> ObjectInfo:
+        self.asked.append((kind, user_id, endpoint_id, frozenset(classes)))
+        if self.unavailable:
+            raise ObjectInfoUnavailable(self.unavailable)
+        return self.info if self.info is not None else bundled_object_info()
+
+
 @dataclass
 class MemoryPorts:
     """``comfyroute.ports.Ports`` in memory."""
@@ -450,6 +468,7 @@ class MemoryPorts:
     executors: FakeExecutors = field(default_factory=FakeExecutors)
     start_once: MemoryStartOnce = field(default_factory=MemoryStartOnce)
     message_log: MemoryMessageLog = field(default_factory=MemoryMessageLog)
+    object_info: MemorySchemas = field(default_factory=MemorySchemas)
     job_attach: MemoryJobAttach = field(init=False)
 
     def __post_init__(self) -> None:

@@ -42,7 +42,7 @@ from comfyroute.executors.comfyui_stream import (
     node_info,
 )
 from comfyroute.http import make_session
-from comfyroute.protocol import JobStatus
+from comfyroute.protocol import JobStatus, NodeProblem
 
 # The prompts the recordings ran (/work/shared/reference/comfyui/workflows), with a title added
 # to one node so the lookup of titles is seen.
@@ -367,7 +367,11 @@ def test_an_error_names_the_node_class_even_when_the_prompt_is_unknown() -> None
     assert (update.node, update.state, update.error) == (NodeInfo("7", "KSampler", "KSampler"), NodeState.ERROR, "OOM")
     end = events[-1]
     assert isinstance(end, PromptEnded)
-    assert end.status == ExecutorStatus(state=JobStatus.FAILED, error="ComfyUI node 7 (KSampler) failed: OOM")
+    assert end.status == ExecutorStatus(
+        state=JobStatus.FAILED,
+        error="ComfyUI node 7 (KSampler) failed: OOM",
+        errors=[NodeProblem(node_id="7", class_type="KSampler", message="OOM")],
+    )
 
 
 @pytest.mark.parametrize(

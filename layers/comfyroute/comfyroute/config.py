@@ -67,6 +67,9 @@ class Config(NamedTuple):
     # `comfyroute dev --nodetool` only (never set by template.yaml): a connection from loopback
     # without a token is this user, as nodetool's client sends no key on localhost.
     dev_anonymous_user: str = ""
+    # How long a ComfyUI's /object_info cached in S3 is used before it is fetched again (a class
+    # the copy lacks fetches it at once anyway).
+    object_info_ttl_seconds: int = 3600
 
     @property
     def execution_budget_seconds(self) -> int:
@@ -104,4 +107,5 @@ class Config(NamedTuple):
             upload_max_job_bytes=_env_int("UPLOAD_MAX_JOB_BYTES", d.upload_max_job_bytes),
             upload_presign_seconds=_env_int("UPLOAD_PRESIGN_SECONDS", d.upload_presign_seconds),
             upload_retention_days=_env_int("UPLOAD_RETENTION_DAYS", d.upload_retention_days),
+            object_info_ttl_seconds=_env_int("OBJECT_INFO_TTL_SECONDS", d.object_info_ttl_seconds),
         )

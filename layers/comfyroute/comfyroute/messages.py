@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ from comfyroute.protocol import (
     JobStatus,
     JobUpdate,
     JobView,
+    NodeProblem,
     NodeProgress,
     NodeStatus,
     NodeUpdate,
@@ -35,6 +36,7 @@ from comfyroute.protocol import (
     WorkflowSaved,
     encode,
 )
+from comfyroute.text import clip
 
 if TYPE_CHECKING:
     from comfyroute.aws.uploads import UploadTicket
@@ -54,7 +56,7 @@ def reply(ports: Ports, caller: Caller, *messages: BaseModel) -> bool:
 # --------------------------------------------------------------------------- job messages
 
 
-def _state(job: JobRecord) -> dict[str, Any]:
+def _state(job: JobRecord, *, with_errors: bool = True) -> dict[str, Any]:
     """The fields every job message shares (``protocol.JobState``)."""
     return {
         "job_id": job.job_id,
@@ -62,9 +64,56 @@ def _state(job: JobRecord) -> dict[str, Any]:
         "status": job.status,
         "executor": job.executor,
         "error": job.error,
+        **(_errors(job.errors, job.errors_omitted) if with_errors else {}),
         "message": job.message,
         "duration": job.duration,
     }
+
+
+# --------------------------------------------------------------------------- problems per node
+
+# What one message carries of a job's problems: a job_update and an error go in one frame each,
+# with the readable text (up to MAX_TEXT_CHARS) beside them.
+MAX_ERRORS = 50
+ERRORS_BUDGET_BYTES = 48 * 1024
+MAX_ERROR_FIELD_CHARS = 200
+MAX_ERROR_MESSAGE_CHARS = 500
+
+
+def bounded_errors(problems: Sequence[NodeProblem]) -> tuple[list[NodeProblem], int]:
+    """The problems a message carries, each part clipped, as many of the first as fit in
+    ``MAX_ERRORS`` and ``ERRORS_BUDGET_BYTES``; and how many were left out."""
+    shown: list[NodeProblem] = []
+    used = 2  # the list's brackets
+    for problem in problems[:MAX_ERRORS]:
+        clipped = NodeProblem(
+            node_id=_clip_part(problem.node_id),
+            class_type=_clip_part(problem.class_type),
+            input=_clip_part(problem.input),
+            message=clip(problem.message, MAX_ERROR_MESSAGE_CHARS),
+        )
+        size = len(clipped.model_dump_json(exclude_none=True).encode()) + 1
+        if used + size > ERRORS_BUDGET_BYTES:
+            break
+        used += size
+        shown.append(clipped)
+    return shown, len(problems) - len(shown)
+
+
+def _clip_part(value: str | None) -> str | None:
+    return clip(value, MAX_ERROR_FIELD_CHARS) if value is not None else None
+
+
+def _errors(problems: Sequence[NodeProblem] | None, omitted: int | None = None) -> dict[str, Any]:
+    """``errors`` / ``errors_omitted`` for a message (nothing when there are none)."""
+    if not problems:
+        return {}
+    shown, left = bounded_errors(problems)
+    out: dict[str, Any] = {"errors": shown}
+    total_omitted = left + (omitted or 0)
+    if total_omitted:
+        out["errors_omitted"] = total_omitted
+    return out
 
 
 def job_update(job: JobRecord) -> JobUpdate:
@@ -139,8 +188,18 @@ def job_message(job: JobRecord, store: OutputStore, presign_seconds: int) -> Job
 
 
 def job_list(jobs: list[JobRecord]) -> JobList:
-    # The list stays small: no presigned URLs here (get_job gives those), only the count.
-    return JobList(jobs=[job_view(j) for j in jobs])
+    # The list stays small: no presigned URLs here (get_job gives those), only the count, and no
+    # problems per node (get_job has them).
+    views = [
+        JobView(
+            **_state(j, with_errors=False),
+            created_at=j.created_at,
+            updated_at=j.updated_at,
+            output_count=len(j.outputs),
+        )
+        for j in jobs
+    ]
+    return JobList(jobs=views)
 
 
 # --------------------------------------------------------------------------- node updates
@@ -200,8 +259,18 @@ def error(
     request: str | None = None,
     job_id: str | None = None,
     workflow_id: str | None = None,
+    errors: Sequence[NodeProblem] | None = None,
+    errors_omitted: int | None = None,
 ) -> ErrorMessage:
-    return ErrorMessage(message=message, code=code, request=request, job_id=job_id, workflow_id=workflow_id)
+    """``errors``: the problems per node behind ``message`` (bounded here, as on the job)."""
+    return ErrorMessage(
+        message=message,
+        code=code,
+        request=request,
+        job_id=job_id,
+        workflow_id=workflow_id,
+        **_errors(errors, errors_omitted),
+    )
 
 
 def rejected(exc: ProtocolError) -> ErrorMessage:

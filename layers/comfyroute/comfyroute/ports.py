@@ -12,7 +12,7 @@ create, and every handler's init creates these.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from comfyroute.aws.uploads import StoredInput, UploadInfo, UploadTicket
     from comfyroute.config import Config
+    from comfyroute.conversion.object_info import ObjectInfo
     from comfyroute.credentials import Credentials
     from comfyroute.executors.base import Executor, OutputFile
     from comfyroute.jobs.record import JobChange, JobRecord, Outcome
@@ -234,6 +235,17 @@ class StartOnce(Protocol):
         ...
 
 
+class SchemaSource(Protocol):
+    """The node schemas (ComfyUI's ``/object_info``) a job is converted with, per executor
+    (``schemas.ObjectInfoSource``: live and cached for ComfyUI, a stored snapshot per RunPod
+    endpoint, the bundled core snapshot as the fallback)."""
+
+    def get(self, kind: ExecutorKind, user_id: str, endpoint_id: str | None, classes: Collection[str]) -> ObjectInfo:
+        """Schemas holding ``classes`` where the executor has them; ``schemas.ObjectInfoUnavailable``
+        when none can be had."""
+        ...
+
+
 class Ports(Protocol):
     """Everything the routes use, wired once per process."""
 
@@ -278,3 +290,6 @@ class Ports(Protocol):
 
     @property
     def job_attach(self) -> JobAttach: ...
+
+    @property
+    def object_info(self) -> SchemaSource: ...

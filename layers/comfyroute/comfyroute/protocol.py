@@ -296,6 +296,21 @@ def _unique_names(files: list[InputFileRef] | None) -> list[InputFileRef] | None
     return files
 
 
+def _editor_graph_as_workflow(data: Any) -> Any:
+    """An editor workflow sent as ``graph`` (clients that send every file there) is taken as the
+    ``workflow`` it is: told by its shape (``conversion.workflow.is_editor_workflow``)."""
+    graph = data.get("graph") if isinstance(data, dict) else None
+    if not isinstance(graph, dict) or "edges" in graph or data.get("workflow") is not None:
+        return data
+    # Imported only for such a graph: the routes that only build messages load no conversion.
+    from comfyroute.conversion.workflow import is_editor_workflow
+
+    if is_editor_workflow(graph):
+        data = {**data, "workflow": graph}
+        del data["graph"]
+    return data
+
+
 # The workflow sources of run_job: one of these, or a saved workflow by workflow_id alone.
 _RUN_SOURCES = ("graph", "prompt", "workflow", "workflow_upload_id")
 _SAVE_SOURCES = ("graph", "prompt", "workflow")
@@ -361,6 +376,11 @@ class RunJobData(_Model):
     def _never_kept(cls, value: Any) -> None:
         return _dropped(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _editor_in_graph(cls, data: Any) -> Any:
+        return _editor_graph_as_workflow(data)
+
     @model_validator(mode="after")
     def _one_source(self) -> RunJobData:
         given = _given(self, _RUN_SOURCES)
@@ -400,6 +420,11 @@ class SaveWorkflowData(_Model):
     prompt: dict[str, Any] | None = None
     workflow: EditorWorkflow | None = None  # a ComfyUI editor workflow.json, as saved
     settings: ExecutorSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _editor_in_graph(cls, data: Any) -> Any:
+        return _editor_graph_as_workflow(data)
 
     @model_validator(mode="after")
     def _not_both(self) -> SaveWorkflowData:
@@ -544,6 +569,17 @@ class OutputValue(_Model):
     data: str | None = None  # base64, only when the whole message stays under the limit
 
 
+class NodeProblem(_Model):
+    """One problem of a workflow, where a client can show it: the prompt's node id (``"5"``,
+    ``"11:10:6"`` inside subgraphs), its class, the input, and what is wrong. Parts that are not
+    known are left out. From the conversion, or from ComfyUI's ``node_errors``."""
+
+    node_id: str | None = None
+    class_type: str | None = None
+    input: str | None = None
+    message: str
+
+
 class JobState(_Model):
     """What every job message says of the job: ``job_update`` and the views of ``get_job`` and
     ``list_jobs``."""
@@ -553,6 +589,10 @@ class JobState(_Model):
     status: JobStatus
     executor: ExecutorKind | None = None
     error: str | None = None
+    # A failed job's problems per node, besides the readable ``error``; at most a bounded number,
+    # ``errors_omitted`` says how many more there were.
+    errors: list[NodeProblem] | None = None
+    errors_omitted: int | None = None
     message: str | None = None
     duration: float | None = None  # seconds since the job was accepted
 
@@ -677,6 +717,8 @@ class ErrorMessage(_Model):
     request: str | None = None  # the command that was refused
     job_id: str | None = None
     workflow_id: str | None = None
+    errors: list[NodeProblem] | None = None  # as on the failed job's job_update
+    errors_omitted: int | None = None
 
 
 class Pong(_Model):

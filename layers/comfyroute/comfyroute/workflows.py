@@ -1,4 +1,6 @@
-"""Saved workflows: a user's graph (or API prompt) and its executor settings, by workflow id."""
+"""Saved workflows: a user's graph, API prompt or ComfyUI editor workflow and its executor
+settings, by workflow id. An editor workflow is kept as saved and converted when it runs, with
+the schemas of the executor it runs on then."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class WorkflowRecord(BaseModel):
     name: str | None = None
     graph_json: str | None = None
     prompt_json: str | None = None
+    workflow_json: str | None = None  # a ComfyUI editor workflow, as the client sent it
     # As ExecutorSettings.stored() gives them: the keys that were set, other settings included.
     settings: dict[str, Any] = Field(default_factory=dict)
     updated_at: float
@@ -32,14 +35,15 @@ class WorkflowRecord(BaseModel):
 
 def save_workflow(ports: Ports, caller: Caller, data: SaveWorkflowData) -> None:
     """Store the workflow; settings merge key by key into those already saved, and a save
-    without a graph or prompt keeps the saved one."""
+    without a graph, prompt or editor workflow keeps the saved one."""
     existing = ports.workflows.get(caller.user_id, data.workflow_id)
     base = existing.executor_settings if existing else ExecutorSettings()
     settings = base.merged(data.settings).stored()
     graph_json = data.graph.model_dump_json() if data.graph is not None else None
     prompt_json = json.dumps(data.prompt) if data.prompt is not None else None
-    if graph_json is None and prompt_json is None and existing is not None:
-        graph_json, prompt_json = existing.graph_json, existing.prompt_json
+    workflow_json = data.workflow.model_dump_json() if data.workflow is not None else None
+    if graph_json is None and prompt_json is None and workflow_json is None and existing is not None:
+        graph_json, prompt_json, workflow_json = existing.graph_json, existing.prompt_json, existing.workflow_json
     ports.workflows.put(
         WorkflowRecord(
             user_id=caller.user_id,
@@ -47,6 +51,7 @@ def save_workflow(ports: Ports, caller: Caller, data: SaveWorkflowData) -> None:
             name=data.name or (existing.name if existing else None),
             graph_json=graph_json,
             prompt_json=prompt_json,
+            workflow_json=workflow_json,
             settings=settings,
             updated_at=time.time(),
         )

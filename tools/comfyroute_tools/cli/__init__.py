@@ -26,6 +26,7 @@ from comfyroute.conversion.object_info import ObjectInfo, bundled_object_info
 from comfyroute.conversion.problems import GraphError
 from comfyroute.protocol import protocol_json_schema
 from comfyroute_tools.cli.dev import register as register_dev_commands
+from comfyroute_tools.cli.object_info import register as register_object_info_commands
 from comfyroute_tools.cli.run import register as register_client_commands
 
 EXIT_OK = 0
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         child.set_defaults(handler=command.run)
     register_client_commands(sub)  # run, jobs: the WebSocket client
     register_dev_commands(sub)  # dev, keys: the local stack
+    register_object_info_commands(sub)  # object-info push: RunPod endpoints' node schemas
     return parser
 
 

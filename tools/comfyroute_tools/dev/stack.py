@@ -606,6 +606,8 @@ class DevStack:
             "region": self.region,
             "api_keys_table": self.env.get("API_KEYS_TABLE", ""),
             "connections_table": self.env.get("CONNECTIONS_TABLE", ""),
+            "outputs_bucket": self.env.get("OUTPUTS_BUCKET", ""),
+            "dev_user": self.dev_user,
             "ws_url": self.ws_url,
             "http_url": self.http_url,
             # `comfyroute run` / `jobs` use the token for this ws_url only; `keys revoke`

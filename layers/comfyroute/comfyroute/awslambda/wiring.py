@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from comfyroute.aws.idempotency import IdempotentStart
     from comfyroute.aws.jobs import DynamoJobs
     from comfyroute.aws.messagelog import DynamoMessageLog
+    from comfyroute.aws.object_info import S3SchemaStore
     from comfyroute.aws.outputs import S3Outputs
     from comfyroute.aws.push import ManagementApiPusher
     from comfyroute.aws.secrets import SecretsManagerCredentials
@@ -39,12 +40,14 @@ if TYPE_CHECKING:
         MessageLog,
         OutputStore,
         Pusher,
+        SchemaSource,
         StartOnce,
         StateMachine,
         Uploads,
         WorkflowStore,
     )
     from comfyroute.protocol import ExecutorKind
+    from comfyroute.schemas import ObjectInfoSource
 
 Port = Literal[
     "jobs",
@@ -60,6 +63,7 @@ Port = Literal[
     "start_once",
     "message_log",
     "job_attach",
+    "object_info",
 ]
 
 
@@ -148,6 +152,13 @@ def _job_attach() -> type[DynamoJobAttach]:
     return DynamoJobAttach
 
 
+def _object_info() -> tuple[type[ObjectInfoSource], type[S3SchemaStore]]:
+    from comfyroute.aws.object_info import S3SchemaStore
+    from comfyroute.schemas import ObjectInfoSource
+
+    return ObjectInfoSource, S3SchemaStore
+
+
 _ADAPTERS: dict[Port, Callable[[], Any]] = {
     "jobs": _jobs,
     "connections": _connections,
@@ -162,6 +173,7 @@ _ADAPTERS: dict[Port, Callable[[], Any]] = {
     "start_once": _start_once,
     "message_log": _message_log,
     "job_attach": _job_attach,
+    "object_info": _object_info,
 }
 
 
@@ -238,6 +250,13 @@ class LambdaPorts:
             return build(kind, self.credentials.load(user_id), endpoint_id, self.config)
 
         return executor_for
+
+    @cached_property
+    def object_info(self) -> SchemaSource:
+        source, store = _object_info()
+        return source(
+            store(self.config.outputs_bucket), self.executors, ttl_seconds=self.config.object_info_ttl_seconds
+        )
 
     @cached_property
     def start_once(self) -> StartOnce:

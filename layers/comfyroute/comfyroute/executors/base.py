@@ -7,12 +7,12 @@ look, and the Step Functions poll loop decides when to look again.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
 
 if TYPE_CHECKING:
     from comfyroute.executors.inputs import InputFile
@@ -24,7 +24,12 @@ NodeOutcome = Literal["completed", "cached", "error"]
 
 
 class ExecutorError(Exception):
-    """Base of executor failures. ``str()`` never contains credentials."""
+    """Base of executor failures. ``str()`` never contains credentials; ``details`` are the
+    problems the executor named per node (ComfyUI's ``node_errors``), for clients to show."""
+
+    def __init__(self, message: str = "", *, details: Iterable[NodeProblem] = ()) -> None:
+        super().__init__(message)
+        self.details: list[NodeProblem] = list(details)
 
 
 class ExecutorRejected(ExecutorError):
@@ -61,6 +66,7 @@ class ExecutorStatus(BaseModel):
 
     state: JobStatus
     error: str | None = None
+    errors: list[NodeProblem] | None = None  # a failure's node, where the executor names it
     message: str | None = None
     queue_position: int | None = None
     progress: Progress | None = None

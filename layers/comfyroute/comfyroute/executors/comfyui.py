@@ -59,7 +59,7 @@ from comfyroute.executors.inputs import (
     rewrite_file_references,
 )
 from comfyroute.http import make_session
-from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
 from comfyroute.text import clip, one_line, redact
 
 if TYPE_CHECKING:
@@ -75,6 +75,9 @@ MAX_BODY_SNIPPET = 300
 DOWNLOAD_CHUNK = 64 * 1024
 # (connect, read): an input file may take a while to go up through a tunnel.
 UPLOAD_TIMEOUT = (5.0, 120.0)
+# /object_info with many custom nodes is tens of MB, and ComfyUI builds it on every call.
+OBJECT_INFO_TIMEOUT = (5.0, 30.0)
+OBJECT_INFO_MAX_BYTES = 64 * 1024 * 1024
 
 # The progress peek (see the module docstring). Worst case per poll of a running prompt:
 # connect + read window + close, about 1.0 + progress_peek_seconds + 0.25 seconds.
@@ -193,6 +196,7 @@ class _ErrorItem(Lenient):
     type: str | None = None
     message: str = ""
     details: Any = ""
+    extra_info: dict[str, Any] = Field(default_factory=dict)
 
 
 class _NodeError(Lenient):
@@ -334,6 +338,52 @@ def node_outcomes(entry: _HistoryEntry, state: JobStatus) -> dict[str, NodeOutco
     return outcomes
 
 
+# ComfyUI names the node of an unknown class only in the top-level error's details.
+_NODE_IN_DETAILS = re.compile(r"Node ID '#([^']+)'")
+MAX_FIELD_CHARS = 200
+
+
+def rejection_details(body: Any) -> list[NodeProblem]:
+    """A refused ``POST /prompt``'s ``node_errors`` as problems, one per error: the node, its
+    class, the input (``extra_info.input_name``) and ComfyUI's message; the top-level error
+    when no node has one (an unknown class names its node only there)."""
+    try:
+        rejection = _Rejection.model_validate(body)
+    except ValidationError:
+        return []
+    problems: list[NodeProblem] = []
+    if isinstance(rejection.node_errors, dict):
+        for node_id, node in rejection.node_errors.items():
+            for err in node.errors or [_ErrorItem(message="invalid")]:
+                name = err.extra_info.get("input_name")
+                problems.append(
+                    NodeProblem(
+                        node_id=clip(str(node_id), MAX_FIELD_CHARS),
+                        class_type=clip(node.class_type, MAX_FIELD_CHARS) if node.class_type else None,
+                        input=clip(name, MAX_FIELD_CHARS) if isinstance(name, str) and name else None,
+                        message=clip(_error_text(err), 500),
+                    )
+                )
+    if not problems and isinstance(rejection.error, _ErrorItem) and rejection.error.message:
+        found = _NODE_IN_DETAILS.search(str(rejection.error.details or ""))
+        problems.append(
+            NodeProblem(
+                node_id=clip(found.group(1), MAX_FIELD_CHARS) if found else None,
+                message=clip(_error_text(rejection.error), 500),
+            )
+        )
+    return problems
+
+
+def failure_problem(node_id: Any, node_type: Any, what: str) -> NodeProblem:
+    """The node a prompt failed at (``execution_error``), as the failed job's problem."""
+    return NodeProblem(
+        node_id=clip(str(node_id), MAX_FIELD_CHARS) if node_id is not None else None,
+        class_type=clip(str(node_type), MAX_FIELD_CHARS) if node_type else None,
+        message=clip(what, 500),
+    )
+
+
 def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
     """The final state of a prompt that reached /history."""
     status = entry.status
@@ -351,7 +401,8 @@ def history_status(prompt_id: str, entry: _HistoryEntry) -> ExecutorStatus:
         exc_type = str(info.get("exception_type") or "").strip()
         exc_msg = one_line(str(info.get("exception_message") or "")) or "no message"
         what = f"{exc_type}: {exc_msg}" if exc_type else exc_msg
-        return ExecutorStatus(state=JobStatus.FAILED, error=clip(f"ComfyUI {where} failed: {what}"))
+        problem = failure_problem(info.get("node_id"), info.get("node_type"), what)
+        return ExecutorStatus(state=JobStatus.FAILED, error=clip(f"ComfyUI {where} failed: {what}"), errors=[problem])
     if status is None:
         # Servers from before history carried a status wrote the entry only when a prompt
         # finished; with outputs that can only be success.
@@ -666,6 +717,9 @@ class ComfyUIExecutor:
         except requests.RequestException as exc:
             raise self._unreachable(method, path, exc) from exc
 
+    def _redacted_details(self, problems: list[NodeProblem]) -> list[NodeProblem]:
+        return [p.model_copy(update={"message": self._redact(p.message)}) for p in problems]
+
     def _unreachable(self, method: str, path: str, exc: BaseException) -> ExecutorUnavailable:
         detail = self._redact(one_line(str(exc)))[:MAX_BODY_SNIPPET]
         return ExecutorUnavailable(
@@ -772,12 +826,13 @@ class ComfyUIExecutor:
                 )
             else:
                 message = self._redact(describe_rejection(resp.status_code, payload))
+            details = self._redacted_details(rejection_details(payload)) if payload is not None else []
             # A 5xx from ComfyUI itself means its handler raised on this request (the
             # recorded 500 is a malformed body): sending it again gives the same answer.
             # Only gateway statuses say ComfyUI was not reached at all.
             if resp.status_code in UNAVAILABLE_STATUSES:
                 raise ExecutorUnavailable(message)
-            raise ExecutorRejected(message)
+            raise ExecutorRejected(message, details=details)
         try:
             accepted = _PromptAccepted.model_validate(self._json(resp, "POST /prompt"))
         except ValidationError:
@@ -919,6 +974,29 @@ class ComfyUIExecutor:
             except requests.RequestException as exc:
                 raise self._unreachable("GET", "/view", exc) from exc
             return bytes(data), resp.headers.get("Content-Type")
+
+    def fetch_object_info(self) -> bytes:
+        """``GET /object_info``: the JSON of every node class this ComfyUI has (megabytes with
+        custom nodes), as it came, at most ``OBJECT_INFO_MAX_BYTES``."""
+        try:
+            with self._send("GET", "/object_info", stream=True, timeout=OBJECT_INFO_TIMEOUT) as resp:
+                self._check(resp, "GET /object_info")
+                data = bytearray()
+                for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                    data += chunk
+                    if len(data) > OBJECT_INFO_MAX_BYTES:
+                        raise ExecutorRejected(
+                            f"ComfyUI at {self._base} answered GET /object_info with over {OBJECT_INFO_MAX_BYTES} bytes"
+                        )
+        except requests.RequestException as exc:
+            raise self._unreachable("GET", "/object_info", exc) from exc
+        if data.lstrip()[:1] != b"{":
+            ctype = resp.headers.get("Content-Type", "no content type")
+            raise ExecutorRejected(
+                f"ComfyUI at {self._base} answered GET /object_info with {ctype[:64]}, not a JSON object "
+                "(is the address right, and does the tunnel need headers?)"
+            )
+        return bytes(data)
 
     def cancel(self, executor_job_id: str) -> None:
         """Drop a pending prompt, interrupt a running one; a finished or unknown prompt is

@@ -42,7 +42,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 from comfyroute.executors.base import ExecutorStatus, ExecutorUnavailable, Lenient
-from comfyroute.executors.comfyui import FileRef, TextRef, collect_refs
+from comfyroute.executors.comfyui import FileRef, TextRef, collect_refs, failure_problem
 from comfyroute.protocol import JobStatus
 from comfyroute.text import clip, one_line
 
@@ -230,7 +230,11 @@ def failure_status(prompt_id: str, failure: Mapping[str, Any], *, interrupted: b
     exc_type = (info.exception_type or "").strip()
     exc_msg = one_line(info.exception_message or "") or "no message"
     what = f"{exc_type}: {exc_msg}" if exc_type else exc_msg
-    return ExecutorStatus(state=JobStatus.FAILED, error=clip(f"ComfyUI {where or 'an unknown node'} failed: {what}"))
+    return ExecutorStatus(
+        state=JobStatus.FAILED,
+        error=clip(f"ComfyUI {where or 'an unknown node'} failed: {what}"),
+        errors=[failure_problem(node_id, info.node_type, what)],
+    )
 
 
 # --------------------------------------------------------------------------- the interpreter

@@ -91,11 +91,13 @@ def _finish(ports: Ports, job: JobRecord, executor: Executor, status: ExecutorSt
     message = status.message
     if outputs == [] and not message:
         message = NO_OUTPUTS_MESSAGE
+    errors = status.errors if state is JobStatus.FAILED and status.errors else ()
     return lifecycle.finish(
         ports.jobs,
         job.job_id,
         state,
         error=error,
+        errors=errors,
         message=message,
         outputs=outputs,
         polls=looks,

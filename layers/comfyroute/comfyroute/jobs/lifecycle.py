@@ -18,7 +18,8 @@ from aws_lambda_powertools import Logger
 from comfyroute import metrics
 from comfyroute.jobs.record import ACTIVE, JobChange, JobRecord, Outcome
 from comfyroute.jobs.schedule import status_message
-from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.messages import bounded_errors
+from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
 from comfyroute.text import clip
 
 if TYPE_CHECKING:
@@ -91,14 +92,15 @@ def finish(
     status: JobStatus,
     *,
     error: str | None = None,
+    errors: Sequence[NodeProblem] = (),
     message: str | None = None,
     outputs: Sequence[OutputFile] | None = None,
     polls: int | None = None,
     node_states: Mapping[str, NodeOutcome] | None = None,
 ) -> Outcome:
-    """completed / failed / cancelled / timed_out, with the job's outputs when it has any and
-    how each node ended when the executor said."""
-    change = _finish_change(job_id, status, error, message, outputs)
+    """completed / failed / cancelled / timed_out, with the job's outputs when it has any, how
+    each node ended when the executor said, and the problems per node (``errors``) of a failed one."""
+    change = _finish_change(job_id, status, error, message, outputs, errors)
     if node_states:
         change = JobChange(
             change.job_id,
@@ -109,8 +111,10 @@ def finish(
     return _finished(store, change, polls)
 
 
-def fail(store: JobStore, job_id: str, error: str, *, polls: int | None = None) -> Outcome:
-    return finish(store, job_id, JobStatus.FAILED, error=error, polls=polls)
+def fail(
+    store: JobStore, job_id: str, error: str, *, errors: Sequence[NodeProblem] = (), polls: int | None = None
+) -> Outcome:
+    return finish(store, job_id, JobStatus.FAILED, error=error, errors=errors, polls=polls)
 
 
 def cancel(store: JobStore, job_id: str) -> Outcome:
@@ -138,6 +142,7 @@ def _finish_change(
     error: str | None,
     message: str | None,
     outputs: Sequence[OutputFile] | None,
+    errors: Sequence[NodeProblem] = (),
 ) -> JobChange:
     if not status.terminal:
         raise ValueError(f"finish() records a terminal state, not {status.value}")
@@ -146,6 +151,11 @@ def _finish_change(
     remove = set(_WHILE_ACTIVE)
     if error:
         values["error"] = clip(error)
+    if errors:
+        shown, omitted = bounded_errors(errors)
+        values["errors"] = shown
+        if omitted:
+            values["errors_omitted"] = omitted
     # A message describes the current state only; an old one ("submitted to ...") must go.
     if message:
         values["message"] = message

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from comfyroute.executors.base import NodeOutcome, OutputFile, Progress
-from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
 
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
@@ -48,6 +48,10 @@ class JobRecord(BaseModel):
     executor_job_id: str | None = None
     status: JobStatus = JobStatus.QUEUED
     error: str | None = None
+    # A failed job's problems per node (conversion problems, ComfyUI's node_errors), bounded as
+    # messages carry them (``messages.bounded_errors``); ``errors_omitted`` counts the rest.
+    errors: list[NodeProblem] | None = None
+    errors_omitted: int | None = None
     message: str | None = None
     queue_position: int | None = None
     progress: Progress | None = None

@@ -4,9 +4,10 @@ start its follow loop, once per (user, job id)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aws_lambda_powertools import Logger
@@ -14,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from comfyroute import messages
 from comfyroute.aws.uploads import UploadError
-from comfyroute.conversion.nodetool import apply_params, convert_graph, validate_prompt
+from comfyroute.conversion.editor import convert_editor_workflow
+from comfyroute.conversion.nodetool import COMFY_PREFIX, apply_params, convert_graph, validate_prompt
 from comfyroute.conversion.object_info import bundled_object_info
-from comfyroute.conversion.problems import GraphError
+from comfyroute.conversion.problems import ConversionProblem, GraphError
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError
 from comfyroute.jobs import lifecycle, schedule, stream
@@ -24,9 +26,11 @@ from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.inputs import InputRefused, UploadedWorkflow, keep_inputs, load_uploaded_workflow, resolve_files
 from comfyroute.jobs.record import InputRecord, JobNotFound, JobRecord, Outcome
 from comfyroute.ports import LoopStartFailed, StartInProgress
-from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, RunJobData
+from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, NodeProblem, RunJobData
+from comfyroute.schemas import ObjectInfoUnavailable, editor_classes
 
 if TYPE_CHECKING:
+    from comfyroute.conversion.object_info import ObjectInfo
     from comfyroute.ports import Caller, Ports
 
 logger = Logger(child=True)
@@ -49,6 +53,7 @@ class PreparedJob(BaseModel):
     # The job's input files, checked (metadata only: inline bytes travel beside, see run_job).
     inputs: list[InputRecord] = Field(default_factory=list)
     error: str | None = None
+    errors: list[NodeProblem] = Field(default_factory=list)  # the error's problems per node
 
 
 class StartAnswer(BaseModel):
@@ -74,8 +79,8 @@ class JobOwnedByAnother(Exception):
 
 def prepare_job(ports: Ports, caller: Caller, data: RunJobData) -> PreparedJob:
     """Resolve the saved or uploaded workflow, the settings and the input files, and convert
-    the workflow. ``InputRefused`` for an upload or input file that cannot be used (no job is
-    recorded then)."""
+    the workflow (with the node schemas of the executor it runs on, where it needs them).
+    ``InputRefused`` for an upload or input file that cannot be used (no job is recorded then)."""
     return _prepare(ports, caller, data)[0]
 
 
@@ -90,7 +95,9 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
     inputs, inline = resolve_files(ports, caller, job_id, data.files) if data.files else ([], {})
     graph: Graph | None = data.graph if data.graph is not None else uploaded.graph
     prompt = data.prompt if data.prompt is not None else uploaded.prompt
-    editor = uploaded.editor
+    editor: dict[str, Any] | None = (
+        data.workflow.model_dump() if data.workflow is not None else uploaded.editor
+    )
     settings = ExecutorSettings()
     missing: str | None = None
     if data.workflow_id:
@@ -103,6 +110,8 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
                     graph = Graph.model_validate_json(saved.graph_json)
                 elif saved.prompt_json:
                     prompt = json.loads(saved.prompt_json)
+                elif saved.workflow_json:
+                    editor = json.loads(saved.workflow_json)
         if graph is None and prompt is None and editor is None:
             missing = f"workflow '{data.workflow_id}' not found"
     # An uploaded saved workflow's settings sit between the stored workflow's and the request's.
@@ -126,31 +135,74 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
         return prepared(error=missing), inline
     if kind is ExecutorKind.RUNPOD and not endpoint_id:
         return prepared(error="runpod_endpoint_id is required when comfy_executor is 'runpod'"), inline
+
+    def schemas(classes: set[str]) -> ObjectInfo:
+        try:
+            return ports.object_info.get(kind, caller.user_id, endpoint_id, classes)
+        except ObjectInfoUnavailable:
+            raise
+        except Exception:
+            # A bug or an outage behind the port: the job is still recorded, failed, and explained.
+            logger.exception("could not read the node schemas")
+            raise ObjectInfoUnavailable("the node schemas could not be read (internal error)") from None
+
     try:
-        # A graph that is not all comfy.* nodes is refused by convert_graph, naming them. The
-        # bundled core schemas map an imported node's positional _comfy_widgets to input names
-        # (nodetool's importer keeps ComfyUI's widgets_values so); unknown classes keep their
-        # graph's own names.
-        if graph is not None:
-            converted = convert_graph(graph, bundled_object_info())
-        elif editor is not None:
-            converted = _convert_editor(editor)
+        if editor is not None:
+            converted = validate_prompt(convert_editor_workflow(editor, schemas(editor_classes(editor))))
+        elif graph is not None:
+            # A graph that is not all comfy.* nodes is refused by convert_graph, naming them. The
+            # executor's schemas where the graph needs them, else the bundled core ones, map an
+            # imported node's positional _comfy_widgets to input names (nodetool's importer keeps
+            # ComfyUI's widgets_values so); unknown classes keep their graph's own names.
+            converted = convert_graph(graph, _graph_schemas(graph, schemas) or bundled_object_info())
         else:
             converted = validate_prompt(prompt or {})
         if data.params:
             converted = apply_params(converted, data.params)
+    except ObjectInfoUnavailable as exc:
+        return prepared(error=f"cannot convert the editor workflow: {exc}"), inline
     except GraphError as exc:
-        return prepared(error=f"invalid workflow: {exc}"), inline
+        return prepared(error=f"invalid workflow: {exc}", errors=_node_problems(exc.details)), inline
     classes = {nid: str(node.get("class_type", "")) for nid, node in converted.items()}
     return prepared(prompt=converted, node_classes=classes), inline
 
 
-def _convert_editor(workflow: Mapping[str, Any]) -> dict[str, Any]:
-    """An editor workflow's prompt, converted with the node schemas of the bundled ComfyUI
-    snapshot (the executor's own /object_info is for the editor wiring to bring)."""
-    from comfyroute.conversion.editor import convert_editor_workflow
+def _node_problems(details: list[ConversionProblem]) -> list[NodeProblem]:
+    return [NodeProblem.model_validate(p.model_dump()) for p in details]
 
-    return convert_editor_workflow(workflow, bundled_object_info())
+
+def _graph_schemas(graph: Graph, schemas: Callable[[set[str]], ObjectInfo]) -> ObjectInfo | None:
+    """The schemas a nodetool graph is converted with, when it needs them (``_comfy_widgets``,
+    output handles by name without ``_comfy_metadata``). A graph converts by what it says itself
+    too, so schemas that cannot be had are no error here."""
+    if not _needs_schemas(graph):
+        return None
+    classes = {node.type.removeprefix(COMFY_PREFIX) for node in graph.nodes}
+    try:
+        return schemas(classes)
+    except ObjectInfoUnavailable as exc:
+        logger.info("converting the graph without node schemas", extra={"reason": str(exc)})
+        return None
+
+
+_SLOT_HANDLE = re.compile(r"^(output|input)_\d+$")
+
+
+def _needs_schemas(graph: Graph) -> bool:
+    described = set()
+    for node in graph.nodes:
+        props = node.props
+        if "_comfy_widgets" in props:
+            return True
+        meta = props.get("_comfy_metadata")
+        if isinstance(meta, dict) and meta.get("outputs") and meta.get("inputs") is not None:
+            described.add(node.id)
+    for edge in graph.edges:
+        named_source = edge.sourceHandle and not _SLOT_HANDLE.match(edge.sourceHandle)
+        slot_target = edge.targetHandle and _SLOT_HANDLE.match(edge.targetHandle)
+        if (named_source and edge.source not in described) or (slot_target and edge.target not in described):
+            return True
+    return False
 
 
 def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
@@ -193,7 +245,13 @@ def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
     stream.publish(ports, job, [messages.job_update(job)], to=caller.connection_id)
     if job.status is JobStatus.FAILED and job.error:
         failed = messages.error(
-            job.error, "job_failed", request="run_job", job_id=job.job_id, workflow_id=job.workflow_id
+            job.error,
+            "job_failed",
+            request="run_job",
+            job_id=job.job_id,
+            workflow_id=job.workflow_id,
+            errors=job.errors,
+            errors_omitted=job.errors_omitted,
         )
         messages.reply(ports, caller, failed)
 
@@ -241,7 +299,7 @@ def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> Jo
     """Submit a newly recorded job and start its loop; the record that leaves."""
     job_id = prepared.job_id
     if prepared.error or prepared.prompt is None:
-        return lifecycle.fail(ports.jobs, job_id, prepared.error or "nothing to run").job
+        return lifecycle.fail(ports.jobs, job_id, prepared.error or "nothing to run", errors=prepared.errors).job
     kind = prepared.executor
     try:
         executor = ports.executors(kind, prepared.user_id, prepared.endpoint_id)
@@ -253,7 +311,10 @@ def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> Jo
             executor_job_id = executor.submit_with_files(prepared.prompt, job_id, files)
         else:
             executor_job_id = executor.submit(prepared.prompt, job_id)
-    except (ExecutorError, CredentialsError, ValueError) as exc:
+    except ExecutorError as exc:
+        error = f"{kind.value} executor refused the job: {exc}"
+        return lifecycle.fail(ports.jobs, job_id, error, errors=exc.details).job
+    except (CredentialsError, ValueError) as exc:
         return lifecycle.fail(ports.jobs, job_id, f"{kind.value} executor refused the job: {exc}").job
     submitted = lifecycle.submitted(ports.jobs, job_id, kind, executor_job_id)
     if not submitted.applied:
