@@ -7,7 +7,9 @@ from comfyroute.jobs.stream import reconnect_job
 
 handler = websocket_handler(
     {
-        "get_job": lambda ports, caller, cmd: get_job(ports, caller, cmd.data.job_id),
+        "get_job": lambda ports, caller, cmd: get_job(
+            ports, caller, cmd.data.job_id, offset=cmd.data.outputs_offset, limit=cmd.data.outputs_limit
+        ),
         "list_jobs": lambda ports, caller, cmd: list_jobs(ports, caller, cmd.data.limit),
         "reconnect_job": lambda ports, caller, cmd: reconnect_job(ports, caller, cmd.data),
     },

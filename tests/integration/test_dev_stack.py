@@ -359,6 +359,7 @@ def test_run_job_completes_against_comfyui(stack: DevStack, comfy: FakeComfyUI, 
     assert {(m["node_id"], m["status"]) for m in messages if m.get("type") == "node_update"} >= {("2", "completed")}
     seqs = [m["job_seq"] for m in messages if m.get("job_id") == job_id]
     assert seqs == list(range(1, len(seqs) + 1))  # every message of the job, numbered in order
+    assert (messages[-1]["status"], messages[-1]["output_count"]) == ("completed", len(outputs))
     statuses = [m["status"] for m in messages if m.get("type") == "job_update"]
     assert statuses[0] == "queued"
     assert statuses[-1] == "completed", messages
@@ -368,7 +369,12 @@ def test_run_job_completes_against_comfyui(stack: DevStack, comfy: FakeComfyUI, 
     # ComfyUI got the prompt as sent (the job id is its prompt id, so look it up by content).
     assert PROMPT in comfy.submitted
     # The job record and the console log agree.
-    job = stack.client("dynamodb").get_item(TableName=stack.env["JOBS_TABLE"], Key={"job_id": {"S": job_id}})["Item"]
+    # Keyed per user; the client's own id is kept beside the key.
+    (job,) = [
+        item
+        for item in stack.client("dynamodb").scan(TableName=stack.env["JOBS_TABLE"])["Items"]
+        if item.get("client_job_id", {}).get("S") == job_id
+    ]
     assert job["status"]["S"] == "completed"
     lines = [e.line() for e in job_events if e.job_id == job_id]
     assert lines[0] == f"job {job_id} queued executor=local"
@@ -390,7 +396,7 @@ def test_keys_create_issues_a_working_token(stack: DevStack, capsys: pytest.Capt
         ws.send(json.dumps({"command": "list_jobs"}))
         reply = json.loads(ws.recv(timeout=TIMEOUT))
     # alice sees her own (empty) job list, not dev's jobs.
-    assert reply == {"type": "job_list", "jobs": []}
+    assert reply == {"type": "job_list", "request": "list_jobs", "jobs": []}
 
 
 def test_keys_create_without_a_dev_stack_says_how_to_start_one(

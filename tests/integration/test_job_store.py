@@ -122,3 +122,33 @@ def test_list_by_user_is_newest_first_and_the_users_own(store: JobStore) -> None
     store.insert(job("bobs", user_id="bob", created_at=3.0))
     assert [j.job_id for j in store.list_by_user("alice", 10)] == ["new", "old"]
     assert [j.job_id for j in store.list_by_user("alice", 1)] == ["new"]
+
+
+def test_client_chosen_node_ids_are_stored_as_text_whatever_they_are(store: JobStore) -> None:
+    # An empty map key is refused by DynamoDB; as JSON text it is only data.
+    classes = {"": "SaveImage", "a.b": "X", "9" * 50: "Y"}
+    assert store.insert(job(node_classes=classes)).applied
+    stored = store.get("j1")
+    assert stored is not None
+    assert stored.node_classes == classes
+    assert [j.job_id for j in store.list_by_user("alice", 10)] == ["j1"]
+
+
+def test_one_unreadable_record_never_breaks_the_listing_of_its_users_jobs(plan: Any) -> None:
+    from moto import mock_aws
+
+    from comfyroute.aws import clients
+    from comfyroute.aws.jobs import DynamoJobs
+
+    with mock_aws():
+        clients.reset_clients()
+        table = plan.table("JobsTable")
+        boto3.client("dynamodb", region_name="us-east-1").create_table(**table.create_args)
+        jobs = DynamoJobs(table.name)
+        jobs.insert(job("good", created_at=2.0))
+        # As a bug (or an older version) might have left it: no executor, a status we do not know.
+        jobs.table.put_item(Item={"job_id": "bad", "user_id": "alice", "created_at": 1, "status": "weird"})
+        listed = jobs.list_by_user("alice", 10)
+        clients.reset_clients()
+    assert [(j.job_id, j.status) for j in listed] == [("good", JobStatus.QUEUED), ("bad", JobStatus.FAILED)]
+    assert listed[1].error == "this job's record could not be read"

@@ -17,10 +17,13 @@ from support.recordings import FIXTURES, body, load_bytes, load_recording
 from comfyroute import auth
 from comfyroute.aws.connections import DynamoConnections
 from comfyroute.awslambda.wiring import get_ports
+from comfyroute.jobs.record import job_key
 
 CONN = "Yf3kGdLhIAMCJMw="
 COMFY = "http://127.0.0.1:8188"
 RUNPOD = "https://api.runpod.ai/v2/ep_123"
+# alice's job-replay-1 as the backend keys it (the task events in events/ carry this key).
+KEY1 = job_key("alice", "job-replay-1")
 TOKEN = load_event("authorizer")["queryStringParameters"]["token"]
 PNG = load_bytes("view_ok.png")
 # The recorded ComfyUI's whole /object_info (tests/fixtures/graph/object_info.json).
@@ -40,6 +43,8 @@ def history_for(job_id: str, recording: str = "history_ok") -> dict[str, Any]:
 
 
 def fake_comfy(http: responses.RequestsMock, job_id: str, *, history: str | None = None) -> None:
+    """ComfyUI answering for alice's job ``job_id``, whose prompt id is the job's key."""
+    job_id = job_key("alice", job_id)
     ok = load_recording("post_prompt_custom_id")["resp"]["body"]
     http.post(f"{COMFY}/prompt", json={**ok, "prompt_id": job_id})
     # The graph names output handles ("IMAGE") without slot metadata: run_job reads the schemas.
@@ -153,6 +158,17 @@ def test_non_json_body_gets_an_error_not_an_exception(stack, lambda_context):
     assert error["message"].startswith("message is not JSON")
 
 
+def test_a_frame_nested_past_what_the_parser_takes_is_a_bad_request_not_internal(stack, lambda_context):
+    connect(stack)
+    event = load_event("run_job")
+    deep = "[" * 3000 + "]" * 3000
+    event["body"] = '{"command": "run_job", "data": {"job_id": "deep-1", "prompt": {"1": ' + deep + "}}}"
+    assert invoke(stack, "RunJobFunction", event, lambda_context) == {"statusCode": 200}
+    (answer,) = pushed(stack)
+    assert answer.get("code") != "internal"
+    assert answer["type"] in ("error", "job_update")
+
+
 # --------------------------------------------------------------------------- run_job
 
 
@@ -165,9 +181,10 @@ def _current_stack(request):
     _STACK = request.getfixturevalue("stack") if "stack" in request.fixturenames else None
 
 
-def _job(job_id: str) -> dict[str, Any]:
+def _job(job_id: str, user_id: str = "alice") -> dict[str, Any]:
+    """The jobs table's row of the user's job (keyed by ``job_key``)."""
     assert _STACK is not None
-    return _STACK.table("JobsTable").get_item(Key={"job_id": job_id}).get("Item", {})
+    return _STACK.table("JobsTable").get_item(Key={"job_id": job_key(user_id, job_id)}).get("Item", {})
 
 
 def test_run_job_submits_to_comfyui_records_and_starts_the_loop(stack, lambda_context, http):
@@ -176,7 +193,7 @@ def test_run_job_submits_to_comfyui_records_and_starts_the_loop(stack, lambda_co
     assert invoke(stack, "RunJobFunction", "run_job", lambda_context) == {"statusCode": 200}
     [post] = [c for c in http.calls if c.request.method == "POST"]
     sent = json.loads(post.request.body)
-    assert sent["prompt_id"] == "job-replay-1"
+    assert sent["prompt_id"] == KEY1
     assert sent["prompt"] == {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
         "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
@@ -186,13 +203,13 @@ def test_run_job_submits_to_comfyui_records_and_starts_the_loop(stack, lambda_co
     assert (job["status"], job["executor"], job["executor_job_id"], job["user_id"]) == (
         "queued",
         "local",
-        "job-replay-1",
+        KEY1,
         "alice",
     )
-    assert job["execution_arn"].endswith(":job-replay-1")
+    assert job["execution_arn"].endswith(f":{KEY1}")
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     execution = sfn.describe_execution(executionArn=job["execution_arn"])
-    assert json.loads(execution["input"]) == {"job_id": "job-replay-1", "polls": 0, "wait_seconds": 0}
+    assert json.loads(execution["input"]) == {"job_id": KEY1, "polls": 0, "wait_seconds": 0}
     (update,) = pushed(stack, "job_update")
     assert (update["job_id"], update["status"], update["executor"], update["workflow_id"]) == (
         "job-replay-1",
@@ -215,17 +232,41 @@ def test_run_job_twice_with_the_same_id_starts_one_job(stack, lambda_context, ht
     assert [m["status"] for m in pushed(stack, "job_update")] == ["queued", "queued"]
 
 
-def test_run_job_with_someone_elses_job_id_is_a_conflict(stack, lambda_context, http):
+def test_run_job_with_someone_elses_job_id_runs_a_job_of_ones_own(stack, lambda_context, http):
     connect(stack)
     fake_comfy(http, "job-replay-1")
     invoke(stack, "RunJobFunction", "run_job", lambda_context)
     connect(stack, "bob", "bob-conn")
+    bobs = job_key("bob", "job-replay-1")
+    ok = load_recording("post_prompt_custom_id")["resp"]["body"]
+    http.post(f"{COMFY}/prompt", json={**ok, "prompt_id": bobs})
     event = load_event("run_job")
     event["requestContext"].update(connectionId="bob-conn", authorizer={"user_id": "bob", "principalId": "bob"})
     invoke(stack, "RunJobFunction", event, lambda_context)
-    (error,) = pushed(stack, "error", "bob-conn")
-    assert error["code"] == "conflict"
+    # Neither revealed nor blocked: bob's job of the same id is his own, apart from alice's.
+    (update,) = pushed(stack, "job_update", "bob-conn")
+    assert (update["job_id"], update["status"]) == ("job-replay-1", "queued")
     assert _job("job-replay-1")["user_id"] == "alice"
+    assert _job("job-replay-1", "bob")["user_id"] == "bob"
+    assert _job("job-replay-1", "bob")["executor_job_id"] == bobs
+    assert not pushed(stack, "error", "bob-conn")
+
+
+def test_run_job_with_a_used_job_id_and_another_request_is_refused(stack, lambda_context, http):
+    connect(stack)
+    fake_comfy(http, "job-replay-1")
+    invoke(stack, "RunJobFunction", "run_job", lambda_context)
+    event = load_event("run_job")
+    body = json.loads(event["body"])
+    body["data"]["params"] = {"1": {"width": 128}}
+    event["body"] = json.dumps(body)
+    invoke(stack, "RunJobFunction", event, lambda_context)
+    _first, second = pushed(stack, "job_update")
+    assert (second["status"], second["job_id"], second["request"]) == ("failed", "job-replay-1", "run_job")
+    assert "different request" in second["error"]
+    assert _job("job-replay-1")["status"] == "queued"  # the first job is untouched
+    posts = [c for c in http.calls if c.request.method == "POST" and c.request.url.endswith("/prompt")]
+    assert len(posts) == 1
 
 
 def test_invalid_graph_is_recorded_failed_and_explained(stack, lambda_context):
@@ -235,12 +276,15 @@ def test_invalid_graph_is_recorded_failed_and_explained(stack, lambda_context):
     assert job["status"] == "failed"
     assert "4" in job["error"]
     assert "e3" in job["error"]
-    (update,) = pushed(stack, "job_update")
-    assert update["status"] == "failed"
-    (error,) = pushed(stack, "error")
-    assert error["request"] == "run_job"
-    assert error["job_id"] == "job-replay-3"
-    assert error["message"] == job["error"]
+    # One refusal, one message: the job_update failed naming the request, the job and the error.
+    (update,) = pushed(stack)
+    assert (update["type"], update["status"], update["request"], update["job_id"]) == (
+        "job_update",
+        "failed",
+        "run_job",
+        "job-replay-3",
+    )
+    assert update["error"] == job["error"]
 
 
 def test_executor_validation_error_fails_the_job_with_node_errors(stack, lambda_context, http):
@@ -352,12 +396,12 @@ def test_poll_while_queued_then_completed_stores_outputs_once(stack, lambda_cont
     http.replace(
         responses.GET,
         f"{COMFY}/queue",
-        json={"queue_running": [], "queue_pending": [[3, "job-replay-1", {}, {}, ["3"]]]},
+        json={"queue_running": [], "queue_pending": [[3, KEY1, {}, {}, ["3"]]]},
     )
     first = invoke(stack, "PollFunction", "poll", lambda_context)
     assert _job("job-replay-1")["message"] == "waiting in the local executor's queue (position 1)"
     assert first == {
-        "job_id": "job-replay-1",
+        "job_id": KEY1,
         "polls": 1,
         "done": False,
         "status": "queued",
@@ -365,8 +409,8 @@ def test_poll_while_queued_then_completed_stores_outputs_once(stack, lambda_cont
         "notify": True,
     }
     http.replace(responses.GET, f"{COMFY}/queue", json=body("queue_idle"))
-    http.replace(responses.GET, f"{COMFY}/history/job-replay-1", json=history_for("job-replay-1"))
-    done = invoke(stack, "PollFunction", {"job_id": "job-replay-1", "polls": 1}, lambda_context)
+    http.replace(responses.GET, f"{COMFY}/history/{KEY1}", json=history_for(KEY1))
+    done = invoke(stack, "PollFunction", {"job_id": KEY1, "polls": 1}, lambda_context)
     assert (done["done"], done["status"], done["notify"]) == (True, "completed", False)
     job = _job("job-replay-1")
     (output,) = job["outputs"]
@@ -382,10 +426,10 @@ def test_poll_while_queued_then_completed_stores_outputs_once(stack, lambda_cont
     # A retried poll (Step Functions Retry) neither duplicates outputs nor reopens the job.
     # "submitted to ..." described the queued job; a finished one carries no stale message.
     assert "message" not in job
-    again = invoke(stack, "PollFunction", {"job_id": "job-replay-1", "polls": 2}, lambda_context)
+    again = invoke(stack, "PollFunction", {"job_id": KEY1, "polls": 2}, lambda_context)
     assert again["done"] is True
     assert len(_job("job-replay-1")["outputs"]) == 1
-    assert len(s3.list_objects_v2(Bucket=bucket, Prefix="jobs/job-replay-1/")["Contents"]) == 1
+    assert len(s3.list_objects_v2(Bucket=bucket, Prefix=f"jobs/{KEY1}/")["Contents"]) == 1
 
 
 def test_notify_final_sends_status_and_inline_outputs(stack, lambda_context, http):
@@ -396,8 +440,10 @@ def test_notify_final_sends_status_and_inline_outputs(stack, lambda_context, htt
     nodes = pushed(stack, "node_update")
     assert result["sent"] == 2 + len(nodes)
     assert ("3", "completed", "comfy.SaveImage") in {(n["node_id"], n["status"], n["node_type"]) for n in nodes}
-    update = pushed(stack, "job_update")[-1]
-    assert update["status"] == "completed"
+    # The outputs come first: a client that stops reading at "completed" has them all.
+    *_, before, update = pushed(stack)
+    assert (before["type"], update["type"]) == ("output_update", "job_update")
+    assert (update["status"], update["output_count"]) == ("completed", 1)
     assert update["duration"] >= 0
     (out,) = pushed(stack, "output_update")
     assert (out["node_id"], out["node_name"], out["output_name"], out["output_type"]) == (
@@ -408,7 +454,7 @@ def test_notify_final_sends_status_and_inline_outputs(stack, lambda_context, htt
     )
     assert base64.b64decode(out["value"]["data"]) == PNG
     assert out["value"]["uri"].startswith("https://")
-    assert "jobs/job-replay-1/" in out["value"]["uri"]
+    assert f"jobs/{KEY1}/" in out["value"]["uri"]
 
 
 def test_notify_sends_only_a_url_for_outputs_too_big_to_inline(stack, lambda_context, http):
@@ -436,7 +482,7 @@ def test_notify_to_a_gone_client_keeps_the_job_and_get_job_catches_up(stack, lam
     stack.management.gone.add(CONN)
     invoke(stack, "PollFunction", "poll", lambda_context)
     result = invoke(stack, "NotifyFunction", "notify_final", lambda_context)
-    assert result == {"job_id": "job-replay-1", "delivered": False, "sent": 0, "reason": "connection gone"}
+    assert result == {"job_id": KEY1, "delivered": False, "sent": 0, "reason": "connection gone"}
     assert stack.table("ConnectionsTable").get_item(Key={"connection_id": CONN})["Item"]["gone"] is True
     assert _job("job-replay-1")["status"] == "completed"
     # The client reconnects on a new connection and asks.
@@ -487,12 +533,12 @@ def test_cancel_removes_a_pending_prompt_stops_the_loop_and_reports(stack, lambd
     http.replace(
         responses.GET,
         f"{COMFY}/queue",
-        json={"queue_running": [], "queue_pending": [[3, "job-replay-1", {}, {}, ["3"]]]},
+        json={"queue_running": [], "queue_pending": [[3, KEY1, {}, {}, ["3"]]]},
     )
     http.post(f"{COMFY}/queue", body="")
     invoke(stack, "CancelJobFunction", "cancel_job", lambda_context)
     deletes = [json.loads(c.request.body) for c in http.calls if c.request.url == f"{COMFY}/queue" and c.request.body]
-    assert deletes == [{"delete": ["job-replay-1"]}]
+    assert deletes == [{"delete": [KEY1]}]
     job = _job("job-replay-1")
     assert job["status"] == "cancelled"
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
@@ -530,7 +576,8 @@ def _stranded(job_id: str, **fields: Any) -> None:
 
     get_ports().jobs.insert(
         JobRecord(
-            job_id=job_id,
+            job_id=job_key("alice", job_id),
+            client_job_id=job_id,
             user_id="alice",
             connection_id=CONN,
             executor=ExecutorKind.LOCAL,
@@ -544,11 +591,11 @@ def _stranded(job_id: str, **fields: Any) -> None:
 
 def test_resend_of_a_job_whose_submit_died_after_the_executor_took_it_starts_its_loop(stack, lambda_context):
     connect(stack)
-    _stranded("job-replay-1", executor_job_id="job-replay-1")
+    _stranded("job-replay-1", executor_job_id=KEY1)
     invoke(stack, "RunJobFunction", "run_job", lambda_context)
     job = _job("job-replay-1")
     assert job["status"] == "queued"
-    assert job["execution_arn"].endswith(":job-replay-1")
+    assert job["execution_arn"].endswith(f":{KEY1}")
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     assert sfn.describe_execution(executionArn=job["execution_arn"])["status"] == "RUNNING"
 
@@ -574,10 +621,15 @@ def test_an_unexpected_error_in_submit_fails_the_job_and_tells_the_client(stack,
     job = _job("job-replay-1")
     assert job["status"] == "failed"
     assert "internal error" in job["error"]
-    (error,) = pushed(stack, "error")
-    assert error["code"] == "internal"
-    assert error["request"] == "run_job"
-    assert "bug" not in error["message"]
+    # One answer: the job_update of the failed job (no internal error, no second message).
+    (update,) = pushed(stack)
+    assert (update["type"], update["status"], update["request"], update["job_id"]) == (
+        "job_update",
+        "failed",
+        "run_job",
+        "job-replay-1",
+    )
+    assert "bug" not in update["error"]
 
 
 # --------------------------------------------------------------------------- nodetool
@@ -608,7 +660,8 @@ def test_anonymous_connections_are_the_dev_user_only_from_loopback_and_only_when
 def _active_job(stack: Stack, job_id: str, user: str) -> None:
     stack.table("JobsTable").put_item(
         Item={
-            "job_id": job_id,
+            "job_id": job_key(user, job_id),
+            "client_job_id": job_id,
             "user_id": user,
             "connection_id": "old-connection",
             "executor": "local",
@@ -629,7 +682,7 @@ def test_connect_with_resume_job_moves_the_users_job_to_the_new_connection(stack
 def test_connect_with_resume_job_leaves_someone_elses_job_alone(stack, lambda_context):
     _active_job(stack, "job-replay-1", "bob")
     assert invoke(stack, "ConnectFunction", "connect_resume_job", lambda_context) == {"statusCode": 200}
-    assert _job("job-replay-1")["connection_id"] == "old-connection"
+    assert _job("job-replay-1", "bob")["connection_id"] == "old-connection"
 
 
 def test_default_answers_nodetools_heartbeat_with_a_pong(stack, lambda_context):

@@ -20,8 +20,10 @@ from comfyroute.aws.outputs import S3Outputs
 from comfyroute.awslambda.wiring import get_ports
 from comfyroute.executors.base import ExecutorUnavailable
 from comfyroute.executors.comfyui import ComfyUIExecutor
+from comfyroute.jobs.record import job_key
 
 CONN = "Yf3kGdLhIAMCJMw="
+USER = "alice"
 EMPTY_INVERT_SAVE = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 2, "color": 255}},
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
@@ -49,8 +51,8 @@ class Loop:
         event["body"] = json.dumps({"command": command, "data": {"job_id": job_id}})
         self.stack.handler(function)(event, self.ctx)
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self.stack.table("JobsTable").get_item(Key={"job_id": job_id})["Item"]
+    def job(self, job_id: str, user_id: str = USER) -> dict[str, Any]:
+        return self.stack.table("JobsTable").get_item(Key={"job_id": job_key(user_id, job_id)})["Item"]
 
     def finish(self, job_id: str) -> dict[str, Any]:
         return self.sfn.wait(self.job(job_id)["execution_arn"], timeout=60)
@@ -60,7 +62,7 @@ class Loop:
 
     def stored_keys(self, job_id: str) -> list[str]:
         s3 = boto3.client("s3", region_name="us-east-1")
-        listing = s3.list_objects_v2(Bucket=self.stack.plan.buckets[0].name, Prefix=f"jobs/{job_id}/")
+        listing = s3.list_objects_v2(Bucket=self.stack.plan.buckets[0].name, Prefix=f"jobs/{job_key(USER, job_id)}/")
         return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
@@ -116,7 +118,8 @@ def test_executor_validation_failure_never_starts_a_loop(loop):
     assert "smaller than min" in job["error"]
     assert "execution_arn" not in job
     assert loop.sfn.calls() == []
-    assert loop.pushed("error")[-1]["job_id"] == "invalid-1"
+    (refusal,) = loop.pushed()
+    assert (refusal["type"], refusal["status"], refusal["job_id"]) == ("job_update", "failed", "invalid-1")
 
 
 def test_runtime_error_ends_the_job_failed_naming_the_node(loop):
@@ -144,7 +147,7 @@ def test_job_past_its_deadline_is_cancelled_on_the_executor_and_timed_out(loop, 
     job = loop.job("slow-1")
     assert job["status"] == "timed_out"
     assert "limit" in job["error"]
-    assert "slow-1" in loop.comfy.deletes
+    assert job_key(USER, "slow-1") in loop.comfy.deletes
     assert loop.pushed("job_update")[-1]["status"] == "timed_out"
 
 
@@ -161,7 +164,7 @@ def test_cancel_stops_the_loop_and_removes_the_prompt(loop):
     moto_stop_race = desc["status"] == "FAILED" and desc.get("error") == "States.Runtime"
     assert desc["status"] in {"ABORTED", "SUCCEEDED"} or moto_stop_race, desc
     assert loop.job("cancel-1")["status"] == "cancelled"
-    assert "cancel-1" in loop.comfy.deletes
+    assert job_key(USER, "cancel-1") in loop.comfy.deletes
     loop.comfy.resume()
     assert loop.comfy.wait_idle()
     assert loop.pushed("job_update")[-1]["status"] == "cancelled"
@@ -284,7 +287,7 @@ def test_a_slow_local_job_reports_node_progress_to_the_client(loop):
     loop.submit("progress-1", EMPTY_INVERT_SAVE)
     assert loop.finish("progress-1")["status"] == "SUCCEEDED"
     assert loop.job("progress-1")["status"] == "completed"
-    assert "comfyroute-progress-1" in loop.comfy.ws_clients
+    assert f"comfyroute-{job_key(USER, 'progress-1')}" in loop.comfy.ws_clients
     progress = loop.pushed("node_progress")
     assert progress, "no node_progress reached the client"
     for message in progress:

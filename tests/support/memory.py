@@ -37,9 +37,16 @@ from comfyroute.conversion.object_info import ObjectInfo, bundled_object_info
 from comfyroute.credentials import Credentials, CredentialsError
 from comfyroute.executors.base import ExecutorStatus, OutputFile, Prompt
 from comfyroute.executors.inputs import InputFile
-from comfyroute.jobs.record import JobChange, JobNotFound, JobRecord, Outcome
+from comfyroute.jobs.record import JobChange, JobNotFound, JobRecord, Outcome, job_key
 from comfyroute.jobs.submit import PreparedJob, StartAnswer
-from comfyroute.ports import ApiKeyRecord, Caller, ConnectionRecord, LoopStartFailed, StartInProgress
+from comfyroute.ports import (
+    ApiKeyRecord,
+    Caller,
+    ConnectionRecord,
+    DifferentRequest,
+    LoopStartFailed,
+    StartInProgress,
+)
 from comfyroute.protocol import ExecutorKind, JobStatus
 from comfyroute.schemas import ObjectInfoUnavailable
 from comfyroute.workflows import WorkflowRecord
@@ -158,7 +165,7 @@ class MemoryOutputs:
         return file.model_copy(update={"key": key, "data": None})
 
     def presign(self, output: OutputFile, expires_in: int) -> str | None:
-        return f"memory://{output.key}?expires={expires_in}" if output.key else output.url
+        return f"memory://{output.key}?expires={expires_in}" if output.key else None
 
     def read(self, output: OutputFile) -> bytes | None:
         return self.objects.get(output.key) if output.key else None
@@ -376,10 +383,12 @@ class MemoryCredentials:
 
 
 class MemoryStartOnce:
-    """One start per (user, job id); a repeat gets the stored answer, as Powertools gives it."""
+    """One start per (user, job id); a repeat gets the stored answer, as Powertools gives it,
+    and a repeat with another request hash ``DifferentRequest`` (Powertools' payload validation)."""
 
     def __init__(self) -> None:
         self.answers: dict[tuple[str, str], StartAnswer] = {}
+        self.hashes: dict[tuple[str, str], str] = {}
         self.in_progress: set[tuple[str, str]] = set()
 
     def __call__(self, request: PreparedJob, start: Callable[[PreparedJob], StartAnswer]) -> StartAnswer:
@@ -387,6 +396,8 @@ class MemoryStartOnce:
         if key in self.in_progress:
             raise StartInProgress(request.job_id)
         if key in self.answers:
+            if self.hashes[key] != request.request_hash:
+                raise DifferentRequest(request.job_id)
             return self.answers[key]
         self.in_progress.add(key)
         try:
@@ -395,6 +406,7 @@ class MemoryStartOnce:
             # An exception leaves no answer behind, as Powertools deletes the in-progress record.
             self.in_progress.discard(key)
         self.answers[key] = answer
+        self.hashes[key] = request.request_hash
         return answer
 
 
@@ -492,11 +504,18 @@ def connected_ports() -> MemoryPorts:
     return ports
 
 
+def key(job_id: str = "j1", user_id: str = "alice") -> str:
+    """The backend's key of the client's ``job_id`` (``jobs.record.job_key``)."""
+    return job_key(user_id, job_id)
+
+
 def stored_job(ports: MemoryPorts, job_id: str = "j1", **fields: Any) -> JobRecord:
-    """A job as a finished start leaves it (queued on its executor, loop started), stored."""
+    """A job as a finished start leaves it (queued on its executor, loop started), stored
+    under its key; ``job_id`` is the client's id."""
     now = time.time()
     values: dict[str, Any] = {
-        "job_id": job_id,
+        "job_id": key(job_id, fields.get("user_id", "alice")),
+        "client_job_id": job_id,
         "user_id": "alice",
         "connection_id": CONN,
         "executor": ExecutorKind.LOCAL,
@@ -510,7 +529,7 @@ def stored_job(ports: MemoryPorts, job_id: str = "j1", **fields: Any) -> JobReco
     }
     values.update(fields)
     record = JobRecord.model_validate(values)
-    ports.jobs.records[job_id] = record
+    ports.jobs.records[record.job_id] = record
     return record
 
 

@@ -359,9 +359,33 @@ def test_submit_gives_up_after_bounded_attempts(rsps: responses.RequestsMock) ->
     rsps.add(responses.POST, f"{BASE}/prompt", body=requests.ConnectionError("reset"))
     add_queue(rsps, QUEUE_IDLE)
     add_history(rsps, "job-1", {})
-    with pytest.raises(ExecutorUnavailable, match="POST /prompt"):
+    with pytest.raises(
+        ExecutorUnavailable, match=r"^ComfyUI at 127\.0\.0\.1:8188 is not reachable: the connection was dropped$"
+    ):
         make().submit(PROMPT, "job-1")
     assert len(posts(rsps, "/prompt")) == 2
+
+
+def test_submit_to_a_server_that_refuses_connections_says_so_in_one_short_sentence() -> None:
+    # A real refused connection (nothing listens on port 9 of loopback), not a mocked one.
+    executor = ComfyUIExecutor("http://127.0.0.1:9/tunnel-secret-prefix", {"X-Tunnel": "hdr-secret-1"})
+    with pytest.raises(ExecutorUnavailable) as caught:
+        executor.submit(PROMPT, "job-1")
+    text = str(caught.value)
+    assert text == "ComfyUI at 127.0.0.1:9 is not reachable: connection refused"
+    assert len(text) < 300
+    assert "tunnel-secret-prefix" not in text
+
+
+def test_the_shared_comfyui_is_named_so_and_its_address_never_shown(rsps: responses.RequestsMock) -> None:
+    executor = ComfyUIExecutor(BASE + "/private-prefix", label="the shared ComfyUI")
+    rsps.add(responses.GET, f"{BASE}/private-prefix/queue", status=404, body=f"no route {BASE}/private-prefix/queue")
+    with pytest.raises(ExecutorRejected) as caught:
+        executor.status("job-1")
+    text = str(caught.value)
+    assert text.startswith("the shared ComfyUI answered 404")
+    assert "127.0.0.1" not in text
+    assert "private-prefix" not in text
 
 
 # --------------------------------------------------------------------------- status
@@ -587,7 +611,7 @@ def test_unknown_prompt_after_grace_is_lost_never_success(
 
 def test_status_connection_failure_is_unavailable(rsps: responses.RequestsMock) -> None:
     rsps.add(responses.GET, f"{BASE}/queue", body=requests.ConnectionError("connection refused"))
-    with pytest.raises(ExecutorUnavailable, match="could not be reached for GET /queue"):
+    with pytest.raises(ExecutorUnavailable, match="is not reachable: connection refused"):
         make().status(OK_ID)
 
 

@@ -77,10 +77,10 @@ def test_an_unknown_field_is_still_refused_by_name_with_the_jobs_ids() -> None:
 
 
 def test_a_refused_run_job_that_names_its_job_also_ends_it_failed_for_nodetool() -> None:
-    answer = messages.refusal(refusal(run_job_frame(job_type="chat")))
-    error, update = (m.model_dump(exclude_none=True) for m in answer)
-    assert error["type"] == "error"
-    assert "data.job_type" in error["message"]
+    # One refusal, one message: the job_update failed naming the request and carrying the error.
+    (update,) = (m.model_dump(exclude_none=True) for m in messages.refusal(refusal(run_job_frame(job_type="chat"))))
+    assert "data.job_type" in update["error"]
+    assert update["request"] == "run_job"
     assert (update["type"], update["status"]) == ("job_update", JobStatus.FAILED)
     assert (update["job_id"], update["workflow_id"]) == ("3f0c0d5e-7a57-4d8e-9d43-0e0c6f0e7b11", "wf-1")
 

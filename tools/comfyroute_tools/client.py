@@ -44,6 +44,7 @@ from comfyroute.protocol import (
     EditorWorkflow,
     ErrorMessage,
     GetJob,
+    GetJobData,
     JobList,
     JobMessage,
     JobOutput,
@@ -649,14 +650,27 @@ class ComfyrouteClient:
         await self._send(CancelJob(command="cancel_job", data=self._job_ref(job_id)))
 
     async def get_job(self, job_id: str) -> JobView:
+        """The job with all its outputs, asking page after page (``outputs_next``) as the server
+        splits them to fit its frames."""
         ref = self._job_ref(job_id)
 
         def answer(msg: ServerMessage) -> bool:
             return (isinstance(msg, JobMessage) and msg.job.job_id == job_id) or _is_error_for(msg, "get_job", job_id)
 
-        msg = await self._request(GetJob(command="get_job", data=ref), answer)
-        assert isinstance(msg, JobMessage)
-        return msg.job
+        outputs: list[JobOutput] = []
+        offset: int | None = 0
+        view: JobView | None = None
+        while offset is not None:
+            data = GetJobData(job_id=ref.job_id, outputs_offset=offset)
+            msg = await self._request(GetJob(command="get_job", data=data), answer)
+            assert isinstance(msg, JobMessage)
+            view = msg.job
+            outputs.extend(view.outputs)
+            following = view.outputs_next
+            # A server that does not page answers without outputs_next: that is the whole job.
+            offset = following if following is not None and following > offset else None
+        assert view is not None
+        return view.model_copy(update={"outputs": outputs, "outputs_offset": None, "outputs_next": None})
 
     async def list_jobs(self, limit: int = 20) -> list[JobView]:
         try:

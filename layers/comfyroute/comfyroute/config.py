@@ -63,6 +63,9 @@ class Config(NamedTuple):
     upload_max_job_bytes: int = UPLOAD_MAX_JOB_BYTES
     upload_presign_seconds: int = UPLOAD_PRESIGN_SECONDS
     upload_retention_days: int = UPLOAD_RETENTION_DAYS
+    # Networks (CIDRs, comma-separated) an executor's output URL may point into although they are
+    # not public, over http too: the tests' loopback servers, a deployment's own private store.
+    untrusted_fetch_allow: str = ""
 
     # `comfyroute dev --nodetool` only (never set by template.yaml): a connection from loopback
     # without a token is this user, as nodetool's client sends no key on localhost.
@@ -108,4 +111,5 @@ class Config(NamedTuple):
             upload_presign_seconds=_env_int("UPLOAD_PRESIGN_SECONDS", d.upload_presign_seconds),
             upload_retention_days=_env_int("UPLOAD_RETENTION_DAYS", d.upload_retention_days),
             object_info_ttl_seconds=_env_int("OBJECT_INFO_TTL_SECONDS", d.object_info_ttl_seconds),
+            untrusted_fetch_allow=e("UNTRUSTED_FETCH_ALLOW", d.untrusted_fetch_allow),
         )

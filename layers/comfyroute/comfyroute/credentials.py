@@ -43,5 +43,16 @@ class Credentials(BaseModel):
     def _blank_addr(cls, v: Any) -> Any:
         return COMFYUI_ADDR if v in (None, "") else v
 
+    # Loaded from the deployment's default secret (or the built-in defaults), not the user's own:
+    # its ComfyUI is shared, and its address is not the user's to see.
+    shared: bool = Field(default=False, exclude=True)
+
+    def secret_values(self) -> list[str]:
+        """Every value that must never leave in a message or a log line."""
+        values = list(self.header_values().values())
+        if self.runpod_api_key is not None:
+            values.append(self.runpod_api_key.get_secret_value())
+        return values
+
     def header_values(self) -> dict[str, str]:
         return {k: v.get_secret_value() for k, v in self.comfyui_headers.items()}

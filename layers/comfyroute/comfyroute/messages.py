@@ -59,7 +59,7 @@ def reply(ports: Ports, caller: Caller, *messages: BaseModel) -> bool:
 def _state(job: JobRecord, *, with_errors: bool = True) -> dict[str, Any]:
     """The fields every job message shares (``protocol.JobState``)."""
     return {
-        "job_id": job.job_id,
+        "job_id": job.wire_id,
         "workflow_id": job.workflow_id,
         "status": job.status,
         "executor": job.executor,
@@ -116,15 +116,31 @@ def _errors(problems: Sequence[NodeProblem] | None, omitted: int | None = None) 
     return out
 
 
-def job_update(job: JobRecord) -> JobUpdate:
-    return JobUpdate(**_state(job), queue_position=job.queue_position if job.status is JobStatus.QUEUED else None)
+def job_update(job: JobRecord, *, request: str | None = None, output_count: int | None = None) -> JobUpdate:
+    """The job's state; ``request`` names the command it answers, if it is a reply."""
+    return JobUpdate(
+        **_state(job),
+        queue_position=job.queue_position if job.status is JobStatus.QUEUED else None,
+        request=request,
+        output_count=output_count,
+    )
+
+
+def final_pushes(
+    job: JobRecord, store: OutputStore, presign_seconds: int
+) -> list[NodeUpdate | OutputUpdate | JobUpdate]:
+    """What a finished job's client gets: each node's outcome and every ``output_update`` first,
+    then the terminal ``job_update`` saying how many outputs came (a client may stop reading at
+    ``completed``)."""
+    updates = output_updates(job, store, presign_seconds)
+    return [*final_node_updates(job), *updates, job_update(job, output_count=len(updates))]
 
 
 def node_progress(job: JobRecord) -> NodeProgress | None:
     if job.progress is None:
         return None
     return NodeProgress(
-        job_id=job.job_id,
+        job_id=job.wire_id,
         workflow_id=job.workflow_id,
         node_id=job.progress.node_id or "",
         progress=job.progress.value,
@@ -152,7 +168,7 @@ def output_updates(job: JobRecord, store: OutputStore, presign_seconds: int) -> 
     for stored in job.outputs:
         out = job_output(stored, store.presign(stored, presign_seconds))
         metadata = OutputMetadata(filename=stored.filename, content_type=stored.content_type, size=stored.size)
-        update = OutputUpdate(job_id=job.job_id, workflow_id=job.workflow_id, metadata=metadata, **_fields(out))
+        update = OutputUpdate(job_id=job.wire_id, workflow_id=job.workflow_id, metadata=metadata, **_fields(out))
         head = len(encode(update).encode())
         # base64 grows by 4/3; 16 bytes more for the `"data":"",` key and 32 for the job_seq
         # the stream adds when it is pushed.
@@ -170,7 +186,13 @@ def _fields(out: JobOutput) -> dict[str, Any]:
     return {name: getattr(out, name) for name in JobOutput.model_fields}
 
 
-def job_view(job: JobRecord, outputs: list[JobOutput] | None = None) -> JobView:
+def job_view(
+    job: JobRecord,
+    outputs: list[JobOutput] | None = None,
+    *,
+    outputs_offset: int | None = None,
+    outputs_next: int | None = None,
+) -> JobView:
     return JobView(
         **_state(job),
         created_at=job.created_at,
@@ -178,13 +200,44 @@ def job_view(job: JobRecord, outputs: list[JobOutput] | None = None) -> JobView:
         outputs=outputs or [],
         output_count=len(job.outputs),
         inputs=[JobInput(name=i.name, size=i.size, content_type=i.content_type) for i in job.inputs],
+        outputs_offset=outputs_offset,
+        outputs_next=outputs_next,
     )
 
 
-def job_message(job: JobRecord, store: OutputStore, presign_seconds: int) -> JobMessage:
-    """``get_job``'s answer: the job with fresh URLs to every output."""
-    outputs = [job_output(o, store.presign(o, presign_seconds)) for o in job.outputs]
-    return JobMessage(job=job_view(job, outputs))
+# Room left in a frame for what the sizing below does not count exactly (the outputs_next field,
+# a longer duration): a page is cut well before the API Gateway limit.
+_PAGE_MARGIN_BYTES = 2 * 1024
+
+
+def job_message(
+    job: JobRecord,
+    store: OutputStore,
+    presign_seconds: int,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+    frame_bytes: int = MAX_MESSAGE_BYTES,
+) -> JobMessage:
+    """``get_job``'s answer: the job with fresh URLs to one page of its outputs, from ``offset``,
+    at most ``limit`` of them and as many as fit one frame, each measured with its real URL;
+    ``outputs_next`` says where the next page starts."""
+    total = len(job.outputs)
+    end = total if limit is None else min(total, offset + limit)
+    head = JobMessage(request="get_job", job=job_view(job, [], outputs_offset=offset, outputs_next=total))
+    size = len(encode(head).encode())
+    budget = frame_bytes - _PAGE_MARGIN_BYTES
+    page: list[JobOutput] = []
+    for stored in job.outputs[offset:end]:
+        out = job_output(stored, store.presign(stored, presign_seconds))
+        cost = len(encode(out).encode()) + 1  # and its comma
+        if page and size + cost > budget:
+            break
+        page.append(out)
+        size += cost
+    following = offset + len(page)
+    next_offset = following if following < total else None
+    return JobMessage(request="get_job", job=job_view(job, page, outputs_offset=offset, outputs_next=next_offset))
 
 
 def job_list(jobs: list[JobRecord]) -> JobList:
@@ -199,7 +252,7 @@ def job_list(jobs: list[JobRecord]) -> JobList:
         )
         for j in jobs
     ]
-    return JobList(jobs=views)
+    return JobList(request="list_jobs", jobs=views)
 
 
 # --------------------------------------------------------------------------- node updates
@@ -219,7 +272,7 @@ def node_update(
     whatever follows the executor live."""
     class_type = job.node_classes.get(node_id) or ""
     return NodeUpdate(
-        job_id=job.job_id,
+        job_id=job.wire_id,
         workflow_id=job.workflow_id,
         node_id=node_id,
         node_name=class_type or node_id,
@@ -273,21 +326,23 @@ def error(
     )
 
 
-def rejected(exc: ProtocolError) -> ErrorMessage:
-    """The answer to a frame that could not be accepted."""
+def rejected(exc: ProtocolError) -> ErrorMessage | JobUpdate:
+    """The answer to a frame that could not be accepted: one ``error`` naming the request, or
+    for a run_job that names its job, that job's ``job_update failed`` (nodetool's client ends
+    a run on that message only)."""
+    if exc.command == "run_job" and exc.job_id:
+        return refused_run(exc.job_id, exc.workflow_id, exc.message)
     return error(exc.message, exc.code, request=exc.command, job_id=exc.job_id, workflow_id=exc.workflow_id)
 
 
 def refusal(exc: ProtocolError) -> list[BaseModel]:
-    """Everything a refused frame is answered with: the ``error``, and for a ``run_job`` that
-    named its job a ``job_update failed`` too — nodetool ends a run on a job_update only and
-    never looks at errors. (The job is not recorded: it was never accepted.)"""
-    answer: list[BaseModel] = [rejected(exc)]
-    if exc.command == "run_job" and exc.job_id:
-        answer.append(
-            JobUpdate(job_id=exc.job_id, workflow_id=exc.workflow_id, status=JobStatus.FAILED, error=exc.message)
-        )
-    return answer
+    """Everything a refused frame is answered with: one message (``rejected``)."""
+    return [rejected(exc)]
+
+
+def refused_run(job_id: str, workflow_id: str | None, reason: str) -> JobUpdate:
+    """The one answer to a run_job that started nothing."""
+    return JobUpdate(job_id=job_id, workflow_id=workflow_id, status=JobStatus.FAILED, error=reason, request="run_job")
 
 
 def internal_error(request: str | None) -> ErrorMessage:
@@ -317,4 +372,4 @@ def upload_ready(ticket: UploadTicket, *, filename: str | None = None, ref: str 
 
 
 def workflow_saved(workflow_id: str, settings: Mapping[str, Any]) -> WorkflowSaved:
-    return WorkflowSaved(workflow_id=workflow_id, settings=dict(settings))
+    return WorkflowSaved(request="save_workflow", workflow_id=workflow_id, settings=dict(settings))

@@ -59,6 +59,10 @@ class StartInProgress(Exception):
     """Another request is starting the same job right now (same user, same job id)."""
 
 
+class DifferentRequest(Exception):
+    """A job id the user already used, sent again with a different request."""
+
+
 class LoopStartFailed(Exception):
     """The job's follow loop could not be started; ``code`` is the service's reason."""
 
@@ -231,7 +235,8 @@ class StartOnce(Protocol):
 
     def __call__(self, request: PreparedJob, start: Callable[[PreparedJob], StartAnswer]) -> StartAnswer:
         """``start(request)`` the first time, the stored answer after; ``StartInProgress`` while
-        another request is inside ``start`` for the same job."""
+        another request is inside ``start`` for the same job; ``DifferentRequest`` when the
+        stored start was for a request with another ``request_hash``."""
         ...
 
 

@@ -146,6 +146,12 @@ class GraphNode(_Open):
     def _id_as_str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
+    @field_validator("id")
+    @classmethod
+    def _id_not_empty(cls, v: str) -> str:
+        # An empty id reaches ComfyUI as a node named "" and breaks every later step of the job.
+        return _not_blank(v)
+
     @property
     def props(self) -> dict[str, Any]:
         """The node's inputs and metadata: ``properties`` or, in older graphs, ``data``."""
@@ -164,6 +170,11 @@ class GraphEdge(_Open):
     def _id_as_str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
+    @field_validator("source", "target")
+    @classmethod
+    def _end_not_empty(cls, v: str) -> str:
+        return _not_blank(v)
+
 
 class Graph(_Open):
     nodes: list[GraphNode]
@@ -175,6 +186,13 @@ class ExecutorSettings(_Open):
 
     comfy_executor: ExecutorKind | None = None
     runpod_endpoint_id: EndpointId | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_not_empty(cls, v: Any) -> Any:
+        if isinstance(v, dict) and any(not isinstance(k, str) or not k.strip() for k in v):
+            raise ValueError("setting names must not be empty")
+        return v
 
     @field_validator("runpod_endpoint_id", mode="before")
     @classmethod
@@ -311,6 +329,12 @@ def _editor_graph_as_workflow(data: Any) -> Any:
     return data
 
 
+def _workflow_shapes(data: Any) -> Any:
+    """A saved nodetool workflow unwrapped to its graph first, then an editor workflow sent as
+    ``graph`` taken as ``workflow``: one validator, so the order is ours, not pydantic's."""
+    return _editor_graph_as_workflow(_saved_workflow_unwrapped(data))
+
+
 # The workflow sources of run_job: one of these, or a saved workflow by workflow_id alone.
 _RUN_SOURCES = ("graph", "prompt", "workflow", "workflow_upload_id")
 _SAVE_SOURCES = ("graph", "prompt", "workflow")
@@ -323,6 +347,47 @@ def _given(model: BaseModel, names: tuple[str, ...]) -> list[str]:
 def _quoted(names: list[str] | tuple[str, ...], last: str) -> str:
     items = [f"'{n}'" for n in names]
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+def _prompt_ids_not_blank(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    if v is not None and any(not k.strip() for k in v):
+        raise ValueError("node ids must not be empty")
+    return v
+
+
+def _saved_workflow_unwrapped(data: Any) -> Any:
+    """A saved nodetool workflow ``{id, name, graph, settings, ...}`` sent as ``graph`` or
+    ``prompt`` is taken as its graph (its settings ride along under the request's own), or
+    refused in one line when its graph is not a graph."""
+    if not isinstance(data, dict):
+        return data
+    for field in ("graph", "prompt"):
+        value = data.get(field)
+        if not (isinstance(value, dict) and "graph" in value and "nodes" not in value and "class_type" not in value):
+            continue
+        inner = value.get("graph")
+        if not (isinstance(inner, dict) and isinstance(inner.get("nodes"), list)):
+            raise ValueError(
+                f"'{field}' is a saved nodetool workflow whose 'graph' holds no nodes: "
+                "send its 'graph' ({nodes, edges})"
+            )
+        from comfyroute.conversion.detect import detect_workflow
+
+        detected = detect_workflow(value)
+        data = {k: v for k, v in data.items() if k != field}
+        if "graph" in data:
+            raise ValueError("give either 'graph' or 'prompt', not both")
+        data["graph"] = dict(detected.body)
+        if detected.settings and isinstance(detected.settings, dict):
+            request = data.get("settings")
+            data["settings"] = {**detected.settings, **(request if isinstance(request, dict) else {})}
+    return data
 
 
 # --------------------------------------------------------------------------- client commands
@@ -378,8 +443,13 @@ class RunJobData(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _editor_in_graph(cls, data: Any) -> Any:
-        return _editor_graph_as_workflow(data)
+    def _workflow_shapes(cls, data: Any) -> Any:
+        return _workflow_shapes(data)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_ids(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _prompt_ids_not_blank(v)
 
     @model_validator(mode="after")
     def _one_source(self) -> RunJobData:
@@ -409,6 +479,19 @@ class ReconnectJobData(_Model):
     last_seq: int | None = Field(default=None, ge=0, le=2**53 - 1)
 
 
+# get_job pages a job's outputs so every answer fits one frame: ``outputs_offset`` is where the
+# page starts, ``outputs_limit`` caps its length (the server may send fewer, to stay under the
+# frame limit); the answer's ``outputs_next`` is the offset of the next page, absent on the last.
+MAX_OUTPUTS_PAGE = 500
+
+
+class GetJobData(_Model):
+    job_id: JobId
+    workflow_id: WorkflowId | None = None  # as JobRef: nodetool names the workflow beside the job
+    outputs_offset: int = Field(default=0, ge=0)
+    outputs_limit: int | None = Field(default=None, ge=1, le=MAX_OUTPUTS_PAGE)
+
+
 class ListJobsData(_Model):
     limit: int = Field(default=20, ge=1, le=100)
 
@@ -423,8 +506,13 @@ class SaveWorkflowData(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _editor_in_graph(cls, data: Any) -> Any:
-        return _editor_graph_as_workflow(data)
+    def _workflow_shapes(cls, data: Any) -> Any:
+        return _workflow_shapes(data)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_ids(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _prompt_ids_not_blank(v)
 
     @model_validator(mode="after")
     def _not_both(self) -> SaveWorkflowData:
@@ -474,7 +562,7 @@ class CancelJob(_Command):
 
 class GetJob(_Command):
     command: Literal["get_job"]
-    data: JobRef
+    data: GetJobData
 
 
 class ListJobs(_Command):
@@ -608,6 +696,10 @@ class OutputMetadata(_Model):
 class JobUpdate(JobState):
     type: Literal["job_update"] = "job_update"
     queue_position: int | None = None  # 1 = next to run, when the executor reports it
+    # The command this update answers (run_job, cancel_job); absent on pushes from the loop.
+    request: str | None = None
+    # On a terminal update: how many output_update messages came before it.
+    output_count: int | None = None
     # Per job, 1, 2, 3, ... on every message of the job's stream (nodetool's replay cursor).
     job_seq: int | None = None
 
@@ -692,20 +784,26 @@ class JobView(JobState):
     # How many outputs the job has; job_list leaves `outputs` out to stay small.
     output_count: int = 0
     inputs: list[JobInput] = Field(default_factory=list)  # the files the job was given
+    # get_job's page of outputs: where it starts, and where the next one does (absent on the last).
+    outputs_offset: int | None = None
+    outputs_next: int | None = None
 
 
 class JobMessage(_Model):
     type: Literal["job"] = "job"
+    request: str | None = None  # "get_job"
     job: JobView
 
 
 class JobList(_Model):
     type: Literal["job_list"] = "job_list"
+    request: str | None = None  # "list_jobs"
     jobs: list[JobView]
 
 
 class WorkflowSaved(_Model):
     type: Literal["workflow_saved"] = "workflow_saved"
+    request: str | None = None  # "save_workflow"
     workflow_id: str
     settings: dict[str, Any] = Field(default_factory=dict)
 

@@ -3,6 +3,7 @@ safe file names. Standard library only."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -57,3 +58,28 @@ def safe_filename(name: str, default: str = "output", *, keep: str = "", unicode
         ext = ext[:16]
         base = stem[: MAX_FILENAME_CHARS - len(ext)] + ext
     return base
+
+
+# --------------------------------------------------------------------------- secrets by value
+
+# Secret values this process has seen (each user's credentials, as they are loaded): every
+# outbound text (pushed messages, stored errors, logs) is scrubbed of all of them, whatever an
+# executor echoed back. Shorter values are not scrubbed: they would match ordinary text.
+MIN_SECRET_CHARS = 6
+_known_secrets: set[str] = set()
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    """Add ``values`` to what ``scrub`` removes, with their JSON-escaped forms (how they appear
+    inside an encoded message or a JSON log line)."""
+    for value in values:
+        if value and len(value) >= MIN_SECRET_CHARS:
+            _known_secrets.add(value)
+            escaped = json.dumps(value)[1:-1]
+            if escaped != value:
+                _known_secrets.add(escaped)
+
+
+def scrub(text: str) -> str:
+    """``text`` without any secret value this process has seen."""
+    return redact(text, _known_secrets) if _known_secrets and text else text

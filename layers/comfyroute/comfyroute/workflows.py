@@ -8,7 +8,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer, field_validator
 
 from comfyroute import messages
 from comfyroute.protocol import ExecutorSettings, SaveWorkflowData
@@ -27,6 +27,17 @@ class WorkflowRecord(BaseModel):
     # As ExecutorSettings.stored() gives them: the keys that were set, other settings included.
     settings: dict[str, Any] = Field(default_factory=dict)
     updated_at: float
+
+    # Stored as JSON text: the keys and numbers are the client's, and DynamoDB refuses some of
+    # both in a map (empty keys, numbers past 38 digits or 1e125).
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _settings_from_text(cls, v: Any) -> Any:
+        return json.loads(v) if isinstance(v, str) else v
+
+    @field_serializer("settings", when_used="json")
+    def _settings_as_text(self, v: dict[str, Any]) -> str:
+        return json.dumps(v, separators=(",", ":"))
 
     @property
     def executor_settings(self) -> ExecutorSettings:

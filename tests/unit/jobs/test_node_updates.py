@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from support.memory import MemoryPorts, stored_job
+from support.memory import MemoryPorts, key, stored_job
 from support.recordings import body
 
 from comfyroute import messages
@@ -79,8 +79,8 @@ def test_a_completed_job_without_node_reports_completes_every_node(ports: Memory
 def test_poll_records_the_node_states_the_executor_reports(ports: MemoryPorts) -> None:
     stored_job(ports, status=JobStatus.RUNNING)
     ports.executor.statuses = [ExecutorStatus(state=JobStatus.COMPLETED, nodes={"2": "completed"})]
-    poll_job(ports, "j1", 1)
-    assert ports.jobs.records["j1"].node_states == {"2": "completed"}
+    poll_job(ports, key("j1"), 1)
+    assert ports.jobs.records[key("j1")].node_states == {"2": "completed"}
 
 
 # --------------------------------------------------------------------------- RunPod's files

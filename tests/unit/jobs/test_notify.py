@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from support.memory import CONN, MemoryPorts, stored_job
+from support.memory import CONN, MemoryPorts, key, stored_job
 
 from comfyroute.defaults import MAX_MESSAGE_BYTES
 from comfyroute.executors.base import OutputFile, Progress
@@ -29,7 +29,7 @@ def stored_output(ports: MemoryPorts, name: str, data: bytes) -> OutputFile:
 
 def test_progress_goes_with_a_running_job_update(ports: MemoryPorts) -> None:
     stored_job(ports, status=JobStatus.RUNNING, progress=Progress(node_id="2", value=1, max=4))
-    result = notify_job(ports, "j1", final=False)
+    result = notify_job(ports, key("j1"), final=False)
     assert (result.delivered, result.sent) == (True, 2)
     update, progress = ports.pusher.messages(CONN)
     assert (update["type"], update["status"]) == ("job_update", "running")
@@ -45,8 +45,8 @@ def test_the_final_notify_sends_every_output_inline_only_when_it_fits_one_frame(
     small, big = b"\x89PNG small", b"\0" * MAX_MESSAGE_BYTES
     outputs = [stored_output(ports, "small.png", small), stored_output(ports, "big.png", big)]
     stored_job(ports, status=JobStatus.COMPLETED, outputs=outputs, finished_at=1.0)
-    # job_update, the SaveImage node's node_update, both outputs
-    assert notify_job(ports, "j1", final=True).sent == 4
+    # the SaveImage node's node_update, both outputs, the job_update
+    assert notify_job(ports, key("j1"), final=True).sent == 4
     first, second = ports.pusher.messages(CONN, "output_update")
     assert base64.b64decode(first["value"]["data"]) == small
     assert first["value"]["uri"] == "memory://jobs/j1/small.png?expires=3600"
@@ -58,30 +58,30 @@ def test_the_final_notify_sends_every_output_inline_only_when_it_fits_one_frame(
 def test_a_failure_from_the_loops_catch_fails_the_job_first(ports: MemoryPorts) -> None:
     stored_job(ports)
     failure = {"Error": "States.TaskFailed", "Cause": "boom"}
-    assert notify_job(ports, "j1", final=True, failure=failure).delivered
-    assert ports.jobs.records["j1"].error == "States.TaskFailed: boom"
+    assert notify_job(ports, key("j1"), final=True, failure=failure).delivered
+    assert ports.jobs.records[key("j1")].error == "States.TaskFailed: boom"
     assert ports.pusher.messages(CONN)[0]["status"] == "failed"
 
 
 def test_a_failure_does_not_overwrite_a_job_that_already_ended(ports: MemoryPorts) -> None:
     stored_job(ports, status=JobStatus.COMPLETED, finished_at=1.0)
-    notify_job(ports, "j1", final=True, failure={"Error": "X"})
-    assert ports.jobs.records["j1"].status is JobStatus.COMPLETED
+    notify_job(ports, key("j1"), final=True, failure={"Error": "X"})
+    assert ports.jobs.records[key("j1")].status is JobStatus.COMPLETED
 
 
 def test_nothing_is_pushed_for_a_missing_job_or_connection(ports: MemoryPorts) -> None:
-    assert notify_job(ports, "nope", final=True).reason == "no such job"
+    assert notify_job(ports, key("nope"), final=True).reason == "no such job"
     stored_job(ports, connection_id=None)
-    assert notify_job(ports, "j1", final=True).reason == "no connection"
+    assert notify_job(ports, key("j1"), final=True).reason == "no connection"
     stored_job(ports, connection_id="elsewhere")
-    assert notify_job(ports, "j1", final=True).reason == "connection gone"
+    assert notify_job(ports, key("j1"), final=True).reason == "connection gone"
     assert ports.pusher.sent == {}
 
 
 def test_a_client_found_gone_is_remembered_so(ports: MemoryPorts) -> None:
     stored_job(ports)
     ports.pusher.gone.add(CONN)
-    result = notify_job(ports, "j1", final=False)
+    result = notify_job(ports, key("j1"), final=False)
     assert (result.delivered, result.reason) == (False, "connection gone")
     assert ports.connections.records[CONN].gone
-    assert notify_job(ports, "j1", final=False).reason == "connection gone"
+    assert notify_job(ports, key("j1"), final=False).reason == "connection gone"

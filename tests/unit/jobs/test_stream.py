@@ -3,7 +3,7 @@ nodetool's ``reconnect_job`` (attach, ``job_resumed``, replay after ``last_seq``
 
 from __future__ import annotations
 
-from support.memory import CONN, MemoryPorts, stored_job
+from support.memory import CONN, MemoryPorts, key, stored_job
 
 from comfyroute import messages
 from comfyroute.executors.base import OutputFile
@@ -17,7 +17,7 @@ ALICE_AGAIN = Caller(user_id="alice", connection_id=NEW)
 
 
 def _update(ports: MemoryPorts, job_id: str = "j1") -> None:
-    job = ports.jobs.records[job_id]
+    job = ports.jobs.records[key(job_id)]
     assert publish(ports, job, [messages.job_update(job)]) is None
 
 
@@ -35,14 +35,14 @@ def test_the_log_is_written_even_when_the_push_finds_the_connection_gone(ports: 
     job = stored_job(ports)
     ports.pusher.gone.add(CONN)
     assert publish(ports, job, [messages.job_update(job)]) == "connection gone"
-    assert ports.message_log.last_seq("j1") == 1
+    assert ports.message_log.last_seq(key("j1")) == 1
     assert ports.connections.records[CONN].gone
 
 
 def test_a_job_followed_on_another_connection_gets_the_push_there(ports: MemoryPorts) -> None:
     stale = stored_job(ports)
     ports.connections.put(NEW, "alice")
-    lifecycle.attach(ports.jobs, "j1", NEW)
+    lifecycle.attach(ports.jobs, key("j1"), NEW)
     # The caller still holds the record from before the attach: the push follows the job.
     publish(ports, stale, [messages.job_update(stale)])
     assert ports.pusher.messages(NEW, "job_update")
@@ -59,7 +59,7 @@ def test_outputs_are_logged_without_their_url_or_bytes(ports: MemoryPorts) -> No
     )
     job = stored_job(ports, status=JobStatus.COMPLETED, outputs=[out])
     publish(ports, job, messages.output_updates(job, ports.outputs, 60))
-    ((_, logged),) = ports.message_log.read("j1", 0, 10, limit=10)
+    ((_, logged),) = ports.message_log.read(key("j1"), 0, 10, limit=10)
     assert "uri" not in logged["value"]
     assert "data" not in logged["value"]
     assert logged["value"]["filename"] == "a.png"
@@ -71,7 +71,7 @@ def test_reconnect_job_attaches_and_replays_what_came_after_last_seq(ports: Memo
         _update(ports)
     ports.connections.put(NEW, "alice")
     reconnect_job(ports, ALICE_AGAIN, ReconnectJobData(job_id="j1", workflow_id=None, last_seq=1))
-    assert ports.jobs.records["j1"].connection_id == NEW
+    assert ports.jobs.records[key("j1")].connection_id == NEW
     resumed, *replay = ports.pusher.messages(NEW)
     assert resumed["type"] == "job_resumed"
     assert (resumed["status"], resumed["last_seq"], resumed["replay_count"]) == ("running", 3, 2)
@@ -97,7 +97,7 @@ def test_reconnect_job_without_last_seq_replays_everything_and_signs_fresh_urls(
     assert update["status"] == "completed"
     assert output["value"]["uri"].startswith("memory://jobs/j1/")
     # A finished job is not moved: nothing more will be pushed for it.
-    assert ports.jobs.records["j1"].connection_id == CONN
+    assert ports.jobs.records[key("j1", "bob")].connection_id == CONN
 
 
 def test_reconnect_job_past_the_end_replays_nothing(ports: MemoryPorts) -> None:
@@ -131,7 +131,7 @@ def test_someone_elses_job_looks_missing_and_is_not_moved(ports: MemoryPorts) ->
     reconnect_job(ports, ALICE_AGAIN, ReconnectJobData(job_id="j1", workflow_id="wf-1"))
     (error,) = ports.pusher.messages(NEW)
     assert (error["type"], error["code"], error["job_id"], error["workflow_id"]) == ("error", "not_found", "j1", "wf-1")
-    assert ports.jobs.records["j1"].connection_id == CONN
+    assert ports.jobs.records[key("j1")].connection_id == CONN
 
 
 def test_a_workflow_id_that_is_not_the_jobs_looks_missing(ports: MemoryPorts) -> None:
@@ -139,4 +139,4 @@ def test_a_workflow_id_that_is_not_the_jobs_looks_missing(ports: MemoryPorts) ->
     reconnect_job(ports, ALICE_AGAIN, ReconnectJobData(job_id="j1", workflow_id="wf-2"))
     (error,) = ports.pusher.messages(NEW)
     assert error["code"] == "not_found"
-    assert ports.jobs.records["j1"].connection_id == CONN
+    assert ports.jobs.records[key("j1")].connection_id == CONN

@@ -10,11 +10,14 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
 from comfyroute.jobs.submit import PreparedJob, StartAnswer
-from comfyroute.ports import StartInProgress
+from comfyroute.ports import DifferentRequest, StartInProgress
 
 # Fixed, so the key does not depend on where the function is defined: key_prefix#hash.
 KEY_PREFIX = "start_job"
@@ -31,6 +34,8 @@ class IdempotentStart:
         self._lambda_context = lambda_context
         self.config = IdempotencyConfig(
             event_key_jmespath="[user_id, job_id]",
+            # The same job id with another request is refused, not answered with the old job.
+            payload_validation_jmespath="request_hash",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expires_after_seconds,
         )
@@ -53,6 +58,8 @@ class IdempotentStart:
             answer: StartAnswer = self._once(request=request, start=start)
         except IdempotencyAlreadyInProgressError:
             raise StartInProgress(request.job_id) from None
+        except IdempotencyValidationError:
+            raise DifferentRequest(request.job_id) from None
         return answer
 
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from comfyroute.aws import clients as aws
 from comfyroute.aws.dynamo import CONDITION_FAILED, from_wire, plain, to_item, to_value
 from comfyroute.jobs.record import JobChange, JobNotFound, JobRecord, Outcome
+from comfyroute.protocol import ExecutorKind, JobStatus
+
+logger = Logger(child=True)
 
 
 class DynamoJobs:
@@ -80,7 +85,7 @@ class DynamoJobs:
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [_record(plain(i)) for i in resp.get("Items", [])]
+        return [_listed(plain(i)) for i in resp.get("Items", [])]
 
 
 def _condition(change: JobChange) -> ConditionBase:
@@ -102,3 +107,33 @@ def _refused_by(exc: ClientError) -> JobRecord | None:
 
 def _record(item: Mapping[str, Any]) -> JobRecord:
     return JobRecord.model_validate(item)
+
+
+def _listed(item: Mapping[str, Any]) -> JobRecord:
+    """A listed job; one whose record cannot be read (written by a bug, or by an older version)
+    shows as failed, saying so, rather than failing the listing of every job of its user."""
+    try:
+        return _record(item)
+    except ValidationError as exc:
+        logger.error("unreadable job record", extra={"job_key": str(item.get("job_id")), "errors": exc.error_count()})
+
+    def number(name: str) -> float:
+        value = item.get(name)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return value if isinstance(value, str) else None
+
+    return JobRecord(
+        job_id=text("job_id") or "unknown",
+        client_job_id=text("client_job_id"),
+        user_id=text("user_id") or "",
+        workflow_id=text("workflow_id"),
+        executor=ExecutorKind.LOCAL,
+        status=JobStatus.FAILED,
+        error="this job's record could not be read",
+        created_at=number("created_at"),
+        updated_at=number("updated_at"),
+        deadline=number("deadline"),
+    )

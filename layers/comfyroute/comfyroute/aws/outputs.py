@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from comfyroute.aws import clients as aws
+from comfyroute.contenttypes import safe_content_type
 from comfyroute.executors.base import OutputFile
 from comfyroute.text import safe_filename
 
@@ -28,21 +29,23 @@ class S3Outputs:
             Bucket=self.bucket,
             Key=key,
             Body=file.data,
-            ContentType=file.content_type,
+            ContentType=safe_content_type(file.content_type, file.filename),
             Metadata={"job-id": job_id, "node-id": file.node_id},
         )
         return file.model_copy(update={"key": key, "data": None})
 
     def presign(self, output: OutputFile, expires_in: int) -> str | None:
         if output.key is None:
-            return output.url
+            return None  # never an executor's own URL: what it names is not ours to vouch for
         url: str = self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
                 "Key": output.key,
-                "ResponseContentType": output.content_type,
-                "ResponseContentDisposition": f'inline; filename="{safe_filename(output.filename)}"',
+                # From the allow-list, and always as a download: a file an executor made is never
+                # rendered by a browser as a page of our bucket's origin (text/html, SVG).
+                "ResponseContentType": safe_content_type(output.content_type, output.filename),
+                "ResponseContentDisposition": f'attachment; filename="{safe_filename(output.filename)}"',
             },
             ExpiresIn=expires_in,
         )

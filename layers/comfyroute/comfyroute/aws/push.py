@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from comfyroute.aws import clients as aws
 from comfyroute.defaults import MAX_MESSAGE_BYTES
+from comfyroute.text import scrub
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -35,7 +36,8 @@ class ManagementApiPusher:
     def send(self, connection_id: str, message: BaseModel) -> bool:
         """Post one message. False when the connection is gone (the caller records that);
         ``Throttled`` when API Gateway asks us to slow down."""
-        frame = message.model_dump_json(exclude_none=True).encode()
+        # The one place every message leaves: scrubbed of every secret value this process knows.
+        frame = scrub(message.model_dump_json(exclude_none=True)).encode()
         if len(frame) > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(f"{message.__class__.__name__} is {len(frame)} bytes; limit {MAX_MESSAGE_BYTES}")
         try:

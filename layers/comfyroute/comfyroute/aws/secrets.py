@@ -7,6 +7,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from pydantic import ValidationError
 
 from comfyroute.credentials import Credentials, CredentialsError
+from comfyroute.text import remember_secrets
 
 CACHE_SECONDS = 300
 
@@ -29,11 +30,15 @@ def load_credentials(user_id: str, prefix: str = "comfyroute") -> Credentials:
                 continue
             raise CredentialsError(f"cannot read secret {name}: {type(exc.__cause__ or exc).__name__}") from None
         try:
-            return Credentials.model_validate(value)
+            credentials = Credentials.model_validate(value)
+            if name != secret_names(prefix, user_id)[0]:
+                credentials = credentials.model_copy(update={"shared": True})
+            remember_secrets(credentials.secret_values())
+            return credentials
         except ValidationError as exc:
             fields = ", ".join(str(e["loc"][0]) for e in exc.errors(include_url=False) if e["loc"])
             raise CredentialsError(f"secret {name} has invalid fields: {fields}") from None
-    return Credentials()
+    return Credentials(shared=True)
 
 
 class SecretsManagerCredentials:

@@ -14,6 +14,7 @@ from comfyroute import auth
 from comfyroute.awslambda.events import AuthorizerRequest, WebSocketRequest
 from comfyroute.awslambda.instrument import Handler, instrument, logger
 from comfyroute.awslambda.wiring import get_ports, preload
+from comfyroute.jobkeys import job_key
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -70,7 +71,7 @@ def connect_handler() -> Handler:
         logger.info("connected", extra={"user_id": request.user_id})
         job_id = request.resume_job
         if job_id and _JOB_ID.match(job_id):
-            attached = ports.job_attach.attach(job_id, request.user_id, request.connection_id)
+            attached = ports.job_attach.attach(job_key(request.user_id, job_id), request.user_id, request.connection_id)
             logger.info("resume_job", extra={"job_id": job_id, "attached": attached})
         return {"statusCode": 200}
 

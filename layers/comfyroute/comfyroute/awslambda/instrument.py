@@ -10,18 +10,30 @@ load it: they run on every new connection and make one DynamoDB call each.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from comfyroute.metrics import metrics
+from comfyroute.text import scrub
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-logger = Logger()
+
+class ScrubbingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON log lines with every known secret value removed (``text.scrub``):
+    whatever an executor echoed into an exception or an extra field never reaches the log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+logger = Logger(logger_formatter=ScrubbingFormatter())
 
 Handler = Callable[[dict[str, Any], "LambdaContext"], Any]
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic_core import PydanticSerializationError
+
 from comfyroute import messages
 from comfyroute.awslambda import dispatch
 from comfyroute.awslambda.events import WebSocketRequest
@@ -92,6 +94,19 @@ def websocket_handler(
                 caller,
                 messages.error(str(exc), "too_large", request=name, job_id=job_id, workflow_id=workflow_id),
             )
+        except (RecursionError, PydanticSerializationError, UnicodeEncodeError) as exc:
+            # Client data no step can carry on with (nested past what parsers and serializers
+            # take, text that is not Unicode): the client's input, so a bad_request, not internal.
+            logger.info("unprocessable message", extra={"reason": type(exc).__name__})
+            job_id, workflow_id = frame_ids(frame)
+            refusal = ProtocolError(
+                "the message holds values that cannot be processed: nested too deeply, or text "
+                "that is not valid Unicode (a lone surrogate)",
+                command=command.command if command else name,
+                job_id=job_id,
+                workflow_id=workflow_id,
+            )
+            messages.reply(ports, caller, *messages.refusal(refusal))
         except Exception:
             logger.exception("handler failed")
             job_id, workflow_id = frame_ids(frame)

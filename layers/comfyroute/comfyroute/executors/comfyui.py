@@ -491,6 +491,34 @@ def _content_type(header: str | None, filename: str) -> str:
     return guess_content_type(filename)
 
 
+def _never_connected(exc: BaseException) -> bool:
+    """The request failed before a connection was made (refused, no such host, connect timeout)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, requests.exceptions.ConnectionError) and (
+        "newconnectionerror" in text or "refused" in text or "name resolution" in text or "not known" in text
+    )
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why a request did not get an answer, in a few words (requests wraps urllib3 wraps OSError)."""
+    text = str(exc).lower()
+    if isinstance(exc, requests.exceptions.ConnectTimeout) or "connecttimeout" in text:
+        return "the connection timed out"
+    if isinstance(exc, requests.exceptions.ReadTimeout) or "read timed out" in text:
+        return "it accepted the connection but did not answer in time"
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+        return "its host name does not resolve"
+    if isinstance(exc, requests.exceptions.SSLError) or "ssl" in text or "certificate" in text:
+        return "the TLS handshake failed"
+    if "reset" in text or "aborted" in text or "remotedisconnected" in text:
+        return "the connection was dropped"
+    return f"the request failed ({type(exc).__name__})"
+
+
 def _ids(value: str) -> str:
     # Prompt ids go into a URL path: never let one change the path.
     return quote(value, safe="")
@@ -668,6 +696,7 @@ class ComfyUIExecutor:
         progress_peek_seconds: float = DEFAULT_PEEK_SECONDS,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
+        label: str | None = None,
     ) -> None:
         """``client_id`` is the prefix of each prompt's own client id (``{client_id}-{job_id}``).
         ``progress_peek_seconds`` is how long ``status()`` listens on the websocket of a
@@ -683,6 +712,13 @@ class ComfyUIExecutor:
         self._base = normalize_address(addr)
         self._headers = _check_headers(headers)
         self._secrets = {v for v in self._headers.values() if len(v) >= 3}
+        # How messages name this server: "ComfyUI at host:port" (never the path prefix, which
+        # may be a tunnel's secret), or the caller's label ("the shared ComfyUI"), in which case
+        # the address itself is scrubbed from everything the server echoes too.
+        host = urlsplit(self._base).netloc
+        self._label = label or f"ComfyUI at {host}"
+        if label:
+            self._secrets |= {self._base, host, addr.strip()} - {""}
         self._client_id = client_id
         self._max_output_bytes = max_output_bytes
         self._lost_grace = lost_grace_seconds
@@ -721,10 +757,14 @@ class ComfyUIExecutor:
         return [p.model_copy(update={"message": self._redact(p.message)}) for p in problems]
 
     def _unreachable(self, method: str, path: str, exc: BaseException) -> ExecutorUnavailable:
+        """One readable sentence for the user; urllib3's detail goes to the log only."""
         detail = self._redact(one_line(str(exc)))[:MAX_BODY_SNIPPET]
-        return ExecutorUnavailable(
-            f"ComfyUI at {self._base} could not be reached for {method} {path}: {type(exc).__name__}: {detail}"
+        logger.warning(
+            "ComfyUI not reachable", extra={"call": f"{method} {path}", "error": f"{type(exc).__name__}: {detail}"}
         )
+        # Submit and the status look are the calls every job makes; others say which one failed.
+        which = "" if path in ("/prompt", "/queue") or path.startswith("/history") else f" ({method} {path})"
+        return ExecutorUnavailable(f"{self._label} is not reachable: {unreachable_reason(exc)}{which}")
 
     def _check(self, resp: requests.Response, what: str) -> None:
         if 200 <= resp.status_code < 300:
@@ -732,11 +772,11 @@ class ComfyUIExecutor:
         if 300 <= resp.status_code < 400:
             # The Location may carry a login flow's tokens: name the status only.
             raise ExecutorRejected(
-                f"ComfyUI at {self._base} answered {what} with a redirect ({resp.status_code}); "
+                f"{self._label} answered {what} with a redirect ({resp.status_code}); "
                 "give the final address, and headers if the tunnel needs them"
             )
         snippet = self._redact(one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
-        message = f"ComfyUI at {self._base} answered {resp.status_code} to {what}" + (f": {snippet}" if snippet else "")
+        message = f"{self._label} answered {resp.status_code} to {what}" + (f": {snippet}" if snippet else "")
         if resp.status_code in UNAVAILABLE_STATUSES:
             raise ExecutorUnavailable(message)
         raise ExecutorRejected(message)
@@ -749,7 +789,7 @@ class ComfyUIExecutor:
             # A tunnel's login page is the usual cause: say so rather than "bad JSON".
             ctype = resp.headers.get("Content-Type", "no content type")
             raise ExecutorRejected(
-                f"ComfyUI at {self._base} answered {what} with {ctype[:64]}, not JSON "
+                f"{self._label} answered {what} with {ctype[:64]}, not JSON "
                 "(is the address right, and does the tunnel need headers?)"
             ) from None
 
@@ -758,7 +798,7 @@ class ComfyUIExecutor:
         try:
             return _QueueView.model_validate(body)
         except ValidationError:
-            raise ExecutorRejected(f"ComfyUI at {self._base} answered GET /queue with an unexpected body") from None
+            raise ExecutorRejected(f"{self._label} answered GET /queue with an unexpected body") from None
 
     def _history(self, prompt_id: str) -> _HistoryEntry | None:
         path = f"/history/{_ids(prompt_id)}"
@@ -769,7 +809,7 @@ class ComfyUIExecutor:
         try:
             return _HistoryEntry.model_validate(raw)
         except ValidationError:
-            raise ExecutorRejected(f"ComfyUI at {self._base} answered GET {path} with an unexpected body") from None
+            raise ExecutorRejected(f"{self._label} answered GET {path} with an unexpected body") from None
 
     # ----------------------------------------------------------------- Executor
 
@@ -787,9 +827,13 @@ class ComfyUIExecutor:
             try:
                 resp = self._send("POST", "/prompt", json=body)
             except requests.RequestException as exc:
+                failure = exc
+                if _never_connected(exc):
+                    # Nothing reached ComfyUI: there is nothing to look for, and a server
+                    # that refuses connections will refuse the look too.
+                    break
                 # The POST may have arrived and been queued before the connection broke:
                 # look before posting again, so the prompt never runs twice.
-                failure = exc
                 logger.warning(
                     "ComfyUI POST /prompt failed; checking whether it was queued",
                     extra={"job_id": job_id, "attempt": attempt, "error": type(exc).__name__},
@@ -809,7 +853,7 @@ class ComfyUIExecutor:
             return self._history(job_id) is not None
         except ExecutorUnavailable as exc:
             raise ExecutorUnavailable(
-                f"ComfyUI at {self._base} dropped POST /prompt ({type(cause).__name__}) and could not "
+                f"{self._label} dropped POST /prompt ({type(cause).__name__}) and could not "
                 f"be asked whether prompt {job_id} was queued: {exc}"
             ) from exc
 
@@ -821,7 +865,7 @@ class ComfyUIExecutor:
                 payload = None
             if payload is None:
                 snippet = self._redact(one_line(resp.text or ""))[:MAX_BODY_SNIPPET]
-                message = f"ComfyUI at {self._base} answered {resp.status_code} to POST /prompt" + (
+                message = f"{self._label} answered {resp.status_code} to POST /prompt" + (
                     f": {snippet}" if snippet else ""
                 )
             else:
@@ -836,7 +880,7 @@ class ComfyUIExecutor:
         try:
             accepted = _PromptAccepted.model_validate(self._json(resp, "POST /prompt"))
         except ValidationError:
-            raise ExecutorRejected(f"ComfyUI at {self._base} answered POST /prompt without a prompt_id") from None
+            raise ExecutorRejected(f"{self._label} answered POST /prompt without a prompt_id") from None
         if accepted.node_errors:
             # ComfyUI queues a prompt when at least one output is valid and reports the
             # others here; the prompt runs, so this is not a rejection.
@@ -913,7 +957,7 @@ class ComfyUIExecutor:
         return ExecutorStatus(
             state=JobStatus.FAILED,
             error=(
-                f"ComfyUI at {self._base} lost prompt {prompt_id}: it is neither queued nor in the "
+                f"{self._label} lost prompt {prompt_id}: it is neither queued nor in the "
                 "history (was ComfyUI restarted or its history cleared?)"
             ),
         )
@@ -922,7 +966,7 @@ class ComfyUIExecutor:
         entry = self._history(executor_job_id)
         if entry is None:
             raise ExecutorRejected(
-                f"ComfyUI at {self._base} has no history for prompt {executor_job_id}: it has not finished or was lost"
+                f"{self._label} has no history for prompt {executor_job_id}: it has not finished or was lost"
             )
         files: list[OutputFile] = []
         for ref in collect_refs(entry.outputs):
@@ -1056,12 +1100,12 @@ class ComfyUIExecutor:
             raise self._unreachable("POST", f"/upload/image (input file {file.name!r})", exc) from exc
         if resp.status_code == 413:
             raise ExecutorRejected(
-                f"ComfyUI at {self._base} refused input file {file.name!r} ({human_bytes(file.size)}) as too "
+                f"{self._label} refused input file {file.name!r} ({human_bytes(file.size)}) as too "
                 "large (413): its --max-upload-size is smaller"
             )
         stored = self._json(resp, what)
         name = stored.get("name") if isinstance(stored, dict) else None
         if not isinstance(name, str) or not name or "/" in name or "\\" in name:
-            raise ExecutorRejected(f"ComfyUI at {self._base} answered {what} without the name it stored the file as")
+            raise ExecutorRejected(f"{self._label} answered {what} without the name it stored the file as")
         sub = stored.get("subfolder")
         return comfyui_reference(sub if isinstance(sub, str) else subfolder, name)

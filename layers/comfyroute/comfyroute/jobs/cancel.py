@@ -26,7 +26,7 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, workflow_id: str | 
     if not job.status.terminal:
         # Record the cancel first: a poll that looks while the executor is dropping the prompt
         # would otherwise see it vanish and record the job as lost instead of cancelled.
-        outcome = lifecycle.cancel(ports.jobs, job_id)
+        outcome = lifecycle.cancel(ports.jobs, job.job_id)
         job = outcome.job
         if outcome.applied:
             # The record the cancel left names the executor's id if run_job had recorded it by
@@ -41,7 +41,7 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, workflow_id: str | 
                     stop_on_executor(executor, job.executor_job_id)
             if job.execution_arn:
                 ports.state_machine.stop(job.execution_arn, "cancelled by the user")
-    stream.publish(ports, job, [messages.job_update(job)], to=caller.connection_id)
+    stream.publish(ports, job, [messages.job_update(job, request="cancel_job")], to=caller.connection_id)
 
 
 def stop_on_executor(executor: Executor, executor_job_id: str | None) -> None:

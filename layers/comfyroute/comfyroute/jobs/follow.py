@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from comfyroute.contenttypes import safe_content_type
 from comfyroute.conversion.outputs import sole_output_node
 from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
 from comfyroute.executors.runpod import RUNPOD_NODE_ID
@@ -19,6 +20,7 @@ from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.record import JobNotFound, JobRecord
 from comfyroute.jobs.schedule import NO_OUTPUTS_MESSAGE, changed, next_wait
 from comfyroute.protocol import JobStatus
+from comfyroute.untrusted import FetchRefused, describe_url, fetch_untrusted, parse_networks
 
 if TYPE_CHECKING:
     from comfyroute.executors.base import Executor, ExecutorStatus, OutputFile
@@ -84,10 +86,15 @@ def _finish(ports: Ports, job: JobRecord, executor: Executor, status: ExecutorSt
         except (ExecutorError, ValueError) as exc:
             state, error = JobStatus.FAILED, f"the job finished but its outputs could not be fetched: {exc}"
         else:
-            outputs = [
-                ports.outputs.put(job.job_id, i, _attributed(job, f))
-                for i, f in enumerate(attribute_outputs(job, files))
-            ]
+            try:
+                files = [_copied(ports, f) for f in files]
+            except FetchRefused as exc:
+                state, error = JobStatus.FAILED, f"the job finished but an output could not be copied: {exc}"
+            else:
+                outputs = [
+                    ports.outputs.put(job.job_id, i, _attributed(job, f))
+                    for i, f in enumerate(attribute_outputs(job, files))
+                ]
     message = status.message
     if outputs == [] and not message:
         message = NO_OUTPUTS_MESSAGE
@@ -118,6 +125,23 @@ def attribute_outputs(job: JobRecord, files: list[OutputFile]) -> list[OutputFil
 
 def _attributed(job: JobRecord, file: OutputFile) -> OutputFile:
     return file.model_copy(update={"node_name": _node_name(job, file)})
+
+
+def _copied(ports: Ports, file: OutputFile) -> OutputFile:
+    """The file with its bytes: one the executor left at a URL (RunPod's s3_url) is fetched as
+    untrusted input, so clients only ever get our own presigned URL and the real size."""
+    content_type = safe_content_type(file.content_type, file.filename)
+    if file.data is not None or not file.url:
+        return file.model_copy(update={"content_type": content_type})
+    cfg = ports.config
+    try:
+        data, declared = fetch_untrusted(
+            file.url, max_bytes=cfg.max_output_bytes, allow_networks=parse_networks(cfg.untrusted_fetch_allow)
+        )
+    except FetchRefused as exc:
+        raise FetchRefused(f"{file.filename!r} at {describe_url(file.url)}: {exc}") from None
+    kept = safe_content_type(declared or content_type, file.filename)
+    return file.model_copy(update={"data": data, "size": len(data), "url": None, "content_type": kept})
 
 
 def _node_name(job: JobRecord, file: OutputFile) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from comfyroute import messages, metrics
@@ -13,8 +14,11 @@ from comfyroute.jobs import lifecycle, stream
 from comfyroute.jobs.schedule import describe_failure
 
 if TYPE_CHECKING:
+    from comfyroute.jobs.record import JobRecord
     from comfyroute.ports import Ports
     from comfyroute.protocol import JobStreamMessage
+
+logger = Logger(child=True)
 
 
 class NotifyResult(BaseModel):
@@ -34,11 +38,9 @@ def notify_job(ports: Ports, job_id: str, *, final: bool, failure: Mapping[str, 
         job = lifecycle.fail(ports.jobs, job_id, describe_failure(failure)).job
     pushes: list[JobStreamMessage] = []
     if final or job.status.terminal:
-        # Nodes and outputs before the final job_update: a client may stop reading at a terminal
-        # status (nodetool's runner goes idle on it; comfyroute's client returns).
-        pushes.extend(messages.final_node_updates(job))
-        pushes.extend(messages.output_updates(job, ports.outputs, ports.config.presign_seconds))
-        pushes.append(messages.job_update(job))
+        # Nodes and outputs before the final job_update, which counts the outputs: a client may
+        # stop reading at a terminal status (nodetool's runner goes idle on it; ours returns).
+        pushes.extend(_final_pushes(ports, job))
     else:
         pushes.append(messages.job_update(job))
         progress = messages.node_progress(job)
@@ -51,3 +53,13 @@ def notify_job(ports: Ports, job_id: str, *, final: bool, failure: Mapping[str, 
             metrics.add("GoneConnections", 1)
         return NotifyResult(job_id=job_id, delivered=False, reason=undelivered)
     return NotifyResult(job_id=job_id, delivered=True, sent=len(pushes))
+
+
+def _final_pushes(ports: Ports, job: JobRecord) -> list[JobStreamMessage]:
+    """The outputs, then the terminal update. Should the outputs fail to build (S3 down, a bug),
+    the client still learns that the job ended; get_job gives the outputs later."""
+    try:
+        return list(messages.final_pushes(job, ports.outputs, ports.config.presign_seconds))
+    except Exception:
+        logger.exception("could not build the job's output messages")
+        return [messages.job_update(job)]

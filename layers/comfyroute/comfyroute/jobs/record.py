@@ -7,13 +7,15 @@ answers: the record the write left (or found, when its condition refused it).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from comfyroute.executors.base import NodeOutcome, OutputFile, Progress
+from comfyroute.jobkeys import job_key as job_key
 from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
 
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
@@ -39,8 +41,10 @@ class InputRecord(BaseModel):
 class JobRecord(BaseModel):
     model_config = ConfigDict(use_enum_values=False)
 
-    job_id: str
+    job_id: str  # the backend's key (``job_key``); records from before scoping: the client's id
     user_id: str
+    # The id the client chose, shown in every message; None on records from before scoping.
+    client_job_id: str | None = None
     connection_id: str | None = None
     workflow_id: str | None = None
     executor: ExecutorKind
@@ -62,12 +66,29 @@ class JobRecord(BaseModel):
     finished_at: float | None = None
     deadline: float
     execution_arn: str | None = None
-    # class_type per node id, so outputs can be named after the node that made them.
+    # class_type per node id, so outputs can be named after the node that made them. Stored as
+    # JSON text: node ids are the client's, and a map keyed by them could hold keys the table
+    # refuses (empty ones), breaking the record and every listing of the user's jobs.
     node_classes: dict[str, str] = Field(default_factory=dict)
     # How each node ended, as the executor reported it: completed, cached or error.
     node_states: dict[str, NodeOutcome] = Field(default_factory=dict)
     inputs: list[InputRecord] = Field(default_factory=list)
+
+    @field_validator("node_classes", mode="before")
+    @classmethod
+    def _classes_from_text(cls, v: Any) -> Any:
+        return json.loads(v) if isinstance(v, str) else v
+
+    @field_serializer("node_classes", when_used="json")
+    def _classes_as_text(self, v: dict[str, str]) -> str:
+        return json.dumps(v, separators=(",", ":"))
+
     ttl: int | None = None
+
+    @property
+    def wire_id(self) -> str:
+        """The job id the client knows."""
+        return self.client_job_id or self.job_id
 
     @property
     def duration(self) -> float | None:

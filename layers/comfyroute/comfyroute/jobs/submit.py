@@ -3,6 +3,7 @@ start its follow loop, once per (user, job id)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -20,12 +21,12 @@ from comfyroute.conversion.nodetool import COMFY_PREFIX, apply_params, convert_g
 from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import ConversionProblem, GraphError
 from comfyroute.credentials import CredentialsError
-from comfyroute.executors.base import ExecutorError
+from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
 from comfyroute.jobs import lifecycle, schedule, stream
 from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.inputs import InputRefused, UploadedWorkflow, keep_inputs, load_uploaded_workflow, resolve_files
-from comfyroute.jobs.record import InputRecord, JobNotFound, JobRecord, Outcome
-from comfyroute.ports import LoopStartFailed, StartInProgress
+from comfyroute.jobs.record import InputRecord, JobNotFound, JobRecord, Outcome, job_key
+from comfyroute.ports import DifferentRequest, LoopStartFailed, StartInProgress
 from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, NodeProblem, RunJobData
 from comfyroute.schemas import ObjectInfoUnavailable, editor_classes
 
@@ -40,11 +41,14 @@ class PreparedJob(BaseModel):
     """A run_job request made ready to start: who asks, where it runs and the converted
     prompt, or the ``error`` that fails it (a bad request is still recorded, failed, so
     ``get_job`` can explain it later). It is also what makes a start idempotent: Powertools
-    keys on its ``[user_id, job_id]``."""
+    keys on its ``[user_id, job_id]`` and refuses the key with another ``request_hash``."""
 
     user_id: str
     connection_id: str
-    job_id: str
+    job_id: str  # the client's
+    key: str  # the backend's (jobs.record.job_key)
+    # SHA-256 of the request as the client sent it, less its job_id: a resend matches it.
+    request_hash: str = ""
     workflow_id: str | None = None
     executor: ExecutorKind
     endpoint_id: str | None = None
@@ -92,7 +96,9 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
         if data.workflow_upload_id
         else UploadedWorkflow()
     )
-    inputs, inline = resolve_files(ports, caller, job_id, data.files) if data.files else ([], {})
+    # Inputs are kept under the job KEY's prefix (per user), as its outputs are.
+    key = job_key(caller.user_id, job_id)
+    inputs, inline = resolve_files(ports, caller, key, data.files) if data.files else ([], {})
     graph: Graph | None = data.graph if data.graph is not None else uploaded.graph
     prompt = data.prompt if data.prompt is not None else uploaded.prompt
     editor: dict[str, Any] | None = (
@@ -124,6 +130,8 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
             user_id=caller.user_id,
             connection_id=caller.connection_id,
             job_id=job_id,
+            key=key,
+            request_hash=request_hash(data),
             workflow_id=data.workflow_id,
             executor=kind,
             endpoint_id=endpoint_id,
@@ -205,7 +213,22 @@ def _needs_schemas(graph: Graph) -> bool:
     return False
 
 
+def request_hash(data: RunJobData) -> str:
+    """What makes two run_job requests the same request: everything but the job id."""
+    body = data.model_dump(mode="json", exclude={"job_id"}, exclude_none=True)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# How long a run_job for a job that another connection is starting waits for its record.
+JOIN_ATTEMPTS = 10
+JOIN_PAUSE_SECONDS = 0.2
+
+
 def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
+    """Start the job once and answer with one ``job_update``: its state, or ``failed`` with the
+    reason when nothing was started. An input file or upload that cannot be used is refused
+    before any job exists, with one ``error`` naming its code."""
     try:
         prepared, inline = _prepare(ports, caller, data)
     except InputRefused as exc:
@@ -220,18 +243,38 @@ def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
         started.append(result.job)
         return result.answer()
 
+    def refuse(reason: str) -> None:
+        messages.reply(ports, caller, messages.refused_run(prepared.job_id, prepared.workflow_id, reason))
+
     try:
         answer = ports.start_once(prepared, start)
-    except (StartInProgress, JobOwnedByAnother) as exc:
-        messages.reply(ports, caller, _refusal(exc, prepared.job_id))
+    except StartInProgress:
+        # The same user's other connection is starting this job right now: follow it from here.
+        _join(ports, caller, prepared)
+        return
+    except DifferentRequest:
+        refuse(
+            f"job_id {prepared.job_id} was already used for a different request; "
+            "send this one with a new job_id (or resend the original request unchanged)"
+        )
+        return
+    except JobOwnedByAnother:
+        refuse(f"job_id {prepared.job_id} cannot be used; choose another")
         return
     except Exception:
-        # Unexpected (an AWS outage, a bug): never leave an accepted job queued with no loop.
-        _fail_if_stranded(ports, prepared.job_id, "the job could not be started (internal error); run it again")
-        raise
+        # Unexpected (an AWS outage, a bug): never leave an accepted job queued with no loop,
+        # and answer with the job as it now stands rather than an internal error.
+        logger.exception("run_job failed")
+        _fail_if_stranded(ports, prepared.key, "the job could not be started (internal error); run it again")
+        failed = _get_quietly(ports, prepared.key)
+        if failed is not None:
+            messages.reply(ports, caller, messages.job_update(failed, request="run_job"))
+        else:
+            refuse("the job could not be started (internal error); run it again")
+        return
     # A start that ran here answered with the record it left; a repeated run_job gets the
     # stored answer, and the job may have moved on since: look at it.
-    job = started[-1] if started else ports.jobs.get(prepared.job_id)
+    job = started[-1] if started else ports.jobs.get(prepared.key)
     if job is None:  # pragma: no cover - a start always records the job
         raise RuntimeError(f"job {prepared.job_id} was not recorded")
     # ``answer`` names the connection whose run_job started the job. Only a resend from another
@@ -241,27 +284,40 @@ def run_job(ports: Ports, caller: Caller, data: RunJobData) -> None:
     resent = answer.connection_id != caller.connection_id
     if resent and job.connection_id != caller.connection_id and not job.status.terminal:
         job = lifecycle.attach(ports.jobs, job.job_id, caller.connection_id).job
-    # The job's first message of its stream (job_seq 1 for a new job), to the caller.
-    stream.publish(ports, job, [messages.job_update(job)], to=caller.connection_id)
-    if job.status is JobStatus.FAILED and job.error:
-        failed = messages.error(
-            job.error,
-            "job_failed",
+    # The job's first message of its stream (job_seq 1 for a new job), to the caller: the one answer.
+    stream.publish(ports, job, [messages.job_update(job, request="run_job")], to=caller.connection_id)
+
+
+def _join(ports: Ports, caller: Caller, prepared: PreparedJob) -> None:
+    """Subscribe the caller's connection to a job another of the user's connections is starting."""
+    job = None
+    for attempt in range(JOIN_ATTEMPTS):
+        job = ports.jobs.get(prepared.key)
+        if job is not None:
+            break
+        if attempt + 1 < JOIN_ATTEMPTS:
+            time.sleep(JOIN_PAUSE_SECONDS)
+    if job is None:
+        refusal = messages.error(
+            f"job {prepared.job_id} is being started from another connection; ask get_job for it in a moment",
+            "in_progress",
             request="run_job",
-            job_id=job.job_id,
-            workflow_id=job.workflow_id,
-            errors=job.errors,
-            errors_omitted=job.errors_omitted,
+            job_id=prepared.job_id,
+            workflow_id=prepared.workflow_id,
         )
-        messages.reply(ports, caller, failed)
+        messages.reply(ports, caller, refusal)
+        return
+    if job.connection_id != caller.connection_id and not job.status.terminal:
+        job = lifecycle.attach(ports.jobs, job.job_id, caller.connection_id).job
+    stream.publish(ports, job, [messages.job_update(job, request="run_job")], to=caller.connection_id)
 
 
-def _refusal(exc: StartInProgress | JobOwnedByAnother, job_id: str) -> BaseModel:
-    if isinstance(exc, StartInProgress):
-        code, text = "in_progress", f"job {job_id} is already being submitted"
-    else:
-        code, text = "conflict", f"job_id {job_id} is already in use; choose another"
-    return messages.error(text, code, request="run_job", job_id=job_id)
+def _get_quietly(ports: Ports, key: str) -> JobRecord | None:
+    try:
+        return ports.jobs.get(key)
+    except Exception:
+        logger.exception("could not read the job back")
+        return None
 
 
 def start_job(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes] | None = None) -> Started:
@@ -276,9 +332,9 @@ def start_job(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes] |
 def _create(ports: Ports, prepared: PreparedJob) -> Outcome:
     now = time.time()
     cfg = ports.config
-    job_id = prepared.job_id
     record = JobRecord(
-        job_id=job_id,
+        job_id=prepared.key,
+        client_job_id=prepared.job_id,
         user_id=prepared.user_id,
         connection_id=prepared.connection_id,
         workflow_id=prepared.workflow_id,
@@ -297,7 +353,7 @@ def _create(ports: Ports, prepared: PreparedJob) -> Outcome:
 
 def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> JobRecord:
     """Submit a newly recorded job and start its loop; the record that leaves."""
-    job_id = prepared.job_id
+    job_id = prepared.key
     if prepared.error or prepared.prompt is None:
         return lifecycle.fail(ports.jobs, job_id, prepared.error or "nothing to run", errors=prepared.errors).job
     kind = prepared.executor
@@ -311,6 +367,9 @@ def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> Jo
             executor_job_id = executor.submit_with_files(prepared.prompt, job_id, files)
         else:
             executor_job_id = executor.submit(prepared.prompt, job_id)
+    except ExecutorUnavailable as exc:
+        # Its own sentence says it ("ComfyUI at host:port is not reachable: connection refused").
+        return lifecycle.fail(ports.jobs, job_id, f"{exc}; the job was not started").job
     except ExecutorError as exc:
         error = f"{kind.value} executor refused the job: {exc}"
         return lifecycle.fail(ports.jobs, job_id, error, errors=exc.details).job
@@ -335,7 +394,7 @@ def _resume(ports: Ports, prepared: PreparedJob, existing: JobRecord) -> JobReco
     first attempt died half-way once its idempotency record expired. Finish what that attempt
     started, so the job still reaches a terminal state."""
     if existing.user_id != prepared.user_id:
-        raise JobOwnedByAnother(prepared.job_id)
+        raise JobOwnedByAnother(prepared.key)
     if existing.status.terminal or existing.execution_arn is not None:
         return existing
     if existing.executor_job_id:
