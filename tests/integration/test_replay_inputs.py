@@ -15,10 +15,13 @@ from support import Stack, load_event
 from support.recordings import body, load_recording
 
 from comfyroute.awslambda.wiring import get_ports
+from comfyroute.jobkeys import job_key
 
 CONN = "Yf3kGdLhIAMCJMw="
 COMFY = "http://127.0.0.1:8188"
 JOB = "job-replay-files"
+# alice's job as the backend keys it: table key, prompt id, ComfyUI subfolder and S3 prefix.
+KEY = job_key("alice", JOB)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(61))  # 69 bytes, as the event declares
 MASK = base64.b64decode("iVBORw0KGgo=")
 
@@ -67,14 +70,14 @@ def run_job_event(upload_id: str) -> dict[str, Any]:
 
 def fake_comfy(http: responses.RequestsMock) -> None:
     ok = load_recording("post_prompt_custom_id")["resp"]["body"]
-    http.post(f"{COMFY}/prompt", json={**ok, "prompt_id": JOB})
+    http.post(f"{COMFY}/prompt", json={**ok, "prompt_id": KEY})
     http.get(f"{COMFY}/queue", json=body("queue_idle"))
     http.get(re.compile(rf"{re.escape(COMFY)}/history/.*"), json={})
 
     def stored(request: Any) -> tuple[int, dict[str, str], str]:
         # ComfyUI answers the name and subfolder it stored the file under (upload_image.json).
         name = re.search(rb'name="image"; filename="([^"]+)"', request.body).group(1).decode()
-        answer = {**body("upload_image"), "name": name, "subfolder": f"comfyroute/{JOB}"}
+        answer = {**body("upload_image"), "name": name, "subfolder": f"comfyroute/{KEY}"}
         return 200, {"Content-Type": "application/json"}, json.dumps(answer)
 
     http.add_callback(responses.POST, f"{COMFY}/upload/image", callback=stored)
@@ -112,15 +115,15 @@ def test_run_job_with_an_upload_and_an_inline_file_sends_both_into_the_jobs_subf
     uploads = [c.request for c in http.calls if c.request.url.endswith("/upload/image")]
     assert len(uploads) == 2
     assert PNG in uploads[0].body
-    assert f"comfyroute/{JOB}".encode() in uploads[0].body
+    assert f"comfyroute/{KEY}".encode() in uploads[0].body
     assert MASK in uploads[1].body
     (submit,) = [c.request for c in http.calls if c.request.url.endswith("/prompt")]
-    assert json.loads(submit.body)["prompt"]["1"]["inputs"]["image"] == f"comfyroute/{JOB}/input.png"
+    assert json.loads(submit.body)["prompt"]["1"]["inputs"]["image"] == f"comfyroute/{KEY}/input.png"
     bucket = stack.env["OUTPUTS_BUCKET"]
-    kept = s3().get_object(Bucket=bucket, Key=f"jobs/{JOB}/inputs/input.png")
+    kept = s3().get_object(Bucket=bucket, Key=f"jobs/{KEY}/inputs/input.png")
     assert (kept["Body"].read(), kept["ContentType"]) == (PNG, "image/png")
-    assert s3().get_object(Bucket=bucket, Key=f"jobs/{JOB}/inputs/mask.png")["Body"].read() == MASK
-    job = stack.table("JobsTable").get_item(Key={"job_id": JOB})["Item"]
+    assert s3().get_object(Bucket=bucket, Key=f"jobs/{KEY}/inputs/mask.png")["Body"].read() == MASK
+    job = stack.table("JobsTable").get_item(Key={"job_id": KEY})["Item"]
     assert job["status"] == "queued"
     assert [(i["name"], int(i["size"]), i["content_type"]) for i in job["inputs"]] == [
         ("input.png", 69, "image/png"),
@@ -144,5 +147,5 @@ def test_run_job_with_another_users_upload_is_refused_and_records_nothing(stack,
     (error,) = pushed(stack, "error")
     assert (error["code"], error["request"], error["job_id"]) == ("upload_forbidden", "run_job", JOB)
     assert error["message"] == f"data.files[0] (input.png): upload {upload_id} belongs to another user"
-    assert "Item" not in stack.table("JobsTable").get_item(Key={"job_id": JOB})
+    assert "Item" not in stack.table("JobsTable").get_item(Key={"job_id": KEY})
     assert len(http.calls) == 0  # ComfyUI never heard of it

@@ -97,7 +97,7 @@ def test_reconnect_job_without_last_seq_replays_everything_and_signs_fresh_urls(
     assert update["status"] == "completed"
     assert output["value"]["uri"].startswith("memory://jobs/j1/")
     # A finished job is not moved: nothing more will be pushed for it.
-    assert ports.jobs.records[key("j1", "bob")].connection_id == CONN
+    assert ports.jobs.records[key("j1")].connection_id == CONN
 
 
 def test_reconnect_job_past_the_end_replays_nothing(ports: MemoryPorts) -> None:
@@ -131,7 +131,7 @@ def test_someone_elses_job_looks_missing_and_is_not_moved(ports: MemoryPorts) ->
     reconnect_job(ports, ALICE_AGAIN, ReconnectJobData(job_id="j1", workflow_id="wf-1"))
     (error,) = ports.pusher.messages(NEW)
     assert (error["type"], error["code"], error["job_id"], error["workflow_id"]) == ("error", "not_found", "j1", "wf-1")
-    assert ports.jobs.records[key("j1")].connection_id == CONN
+    assert ports.jobs.records[key("j1", "bob")].connection_id == CONN
 
 
 def test_a_workflow_id_that_is_not_the_jobs_looks_missing(ports: MemoryPorts) -> None:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from support.memory import ALICE, CONN, MemoryPorts
+from support.memory import ALICE, CONN, MemoryPorts, key
 
 from comfyroute.executors.base import ExecutorRejected
 from comfyroute.jobs.queries import get_job
@@ -38,7 +38,7 @@ def sent(ports: MemoryPorts, type_: str | None = None, connection_id: str = CONN
 def refusal(ports: MemoryPorts) -> dict[str, Any]:
     (error,) = sent(ports, "error")
     assert error["request"] == "run_job"
-    assert "j1" not in ports.jobs.records  # refused: nothing recorded, the job id stays free
+    assert key() not in ports.jobs.records  # refused: nothing recorded, the job id stays free
     assert ports.executor.submitted == []
     return error
 
@@ -80,11 +80,11 @@ def test_request_upload_refusals_name_the_problem(
 def test_an_uploaded_file_is_kept_under_the_job_and_handed_to_the_executor_by_name(ports: MemoryPorts) -> None:
     upload_id = ports.uploads.upload("alice", PNG)
     run(ports, prompt=PROMPT, files=[{"name": "input.png", "upload_id": upload_id}])
-    (file,) = ports.executor.inputs["j1"]
+    (file,) = ports.executor.inputs[key()]
     assert (file.name, file.data, file.content_type) == ("input.png", PNG, "image/png")
-    assert ports.executor.submitted == [(PROMPT, "j1")]  # the executor rewrites references itself
-    assert ports.uploads.objects["jobs/j1/inputs/input.png"] == (PNG, "image/png")
-    job = ports.jobs.records["j1"]
+    assert ports.executor.submitted == [(PROMPT, key())]  # the executor rewrites references itself
+    assert ports.uploads.objects[f"jobs/{key()}/inputs/input.png"] == (PNG, "image/png")
+    job = ports.jobs.records[key()]
     assert job.status is JobStatus.QUEUED
     assert job.error is None
     assert [(i.name, i.size, i.content_type, i.upload_id) for i in job.inputs] == [
@@ -94,10 +94,10 @@ def test_an_uploaded_file_is_kept_under_the_job_and_handed_to_the_executor_by_na
 
 def test_an_inline_file_is_decoded_kept_and_handed_over_with_its_guessed_type(ports: MemoryPorts) -> None:
     run(ports, prompt=PROMPT, files=[{"name": "input.png", "data": base64.b64encode(PNG).decode()}])
-    (file,) = ports.executor.inputs["j1"]
+    (file,) = ports.executor.inputs[key()]
     assert (file.data, file.content_type) == (PNG, "image/png")
-    assert ports.uploads.objects["jobs/j1/inputs/input.png"] == (PNG, "image/png")
-    assert ports.jobs.records["j1"].inputs[0].upload_id is None
+    assert ports.uploads.objects[f"jobs/{key()}/inputs/input.png"] == (PNG, "image/png")
+    assert ports.jobs.records[key()].inputs[0].upload_id is None
 
 
 def test_get_job_lists_the_jobs_input_files(ports: MemoryPorts) -> None:
@@ -121,8 +121,8 @@ def test_get_job_lists_the_jobs_input_files(ports: MemoryPorts) -> None:
 def test_a_job_without_files_is_submitted_plainly(ports: MemoryPorts) -> None:
     run(ports, prompt=PROMPT)
     assert ports.executor.inputs == {}
-    assert ports.executor.submitted == [(PROMPT, "j1")]
-    assert ports.jobs.records["j1"].inputs == []
+    assert ports.executor.submitted == [(PROMPT, key())]
+    assert ports.jobs.records[key()].inputs == []
 
 
 def test_another_users_upload_is_refused_as_theirs(ports: MemoryPorts) -> None:
@@ -188,8 +188,8 @@ def test_a_refused_job_id_can_be_used_again_once_the_file_is_uploaded(ports: Mem
     assert refusal(ports)["code"] == "upload_not_ready"
     ports.uploads.post(ticket, PNG)
     run(ports, prompt=PROMPT, files=[{"name": "input.png", "upload_id": ticket.upload_id}])
-    assert ports.jobs.records["j1"].status is JobStatus.QUEUED
-    assert ports.executor.inputs["j1"][0].data == PNG
+    assert ports.jobs.records[key()].status is JobStatus.QUEUED
+    assert ports.executor.inputs[key()][0].data == PNG
 
 
 def test_an_upload_gone_after_the_check_fails_the_job_naming_it(ports: MemoryPorts) -> None:
@@ -202,7 +202,7 @@ def test_an_upload_gone_after_the_check_fails_the_job_naming_it(ports: MemoryPor
 
     ports.uploads.keep_for_job = vanish
     run(ports, prompt=PROMPT, files=[{"name": "input.png", "upload_id": upload_id}])
-    job = ports.jobs.records["j1"]
+    job = ports.jobs.records[key()]
     assert job.status is JobStatus.FAILED
     assert job.error is not None
     assert "input files could not be kept" in job.error
@@ -213,12 +213,14 @@ def test_an_upload_gone_after_the_check_fails_the_job_naming_it(ports: MemoryPor
 def test_a_file_the_executor_refuses_fails_the_job_with_its_words(ports: MemoryPorts) -> None:
     ports.executor.submit_error = ExecutorRejected("ComfyUI answered 413 for input file 'input.png' (2.0 MB)")
     run(ports, prompt=PROMPT, files=[{"name": "input.png", "data": base64.b64encode(PNG).decode()}])
-    job = ports.jobs.records["j1"]
+    job = ports.jobs.records[key()]
     assert job.status is JobStatus.FAILED
     assert job.error == "local executor refused the job: ComfyUI answered 413 for input file 'input.png' (2.0 MB)"
-    (error,) = sent(ports, "error")
-    assert error["code"] == "job_failed"
-    assert "input file 'input.png'" in error["message"]
+    # One answer: the failed job_update, with the executor's words.
+    assert not sent(ports, "error")
+    (update,) = sent(ports, "job_update")
+    assert update["status"] == "failed"
+    assert "input file 'input.png'" in update["error"]
 
 
 # --------------------------------------------------------------------------- workflow_upload_id
@@ -230,12 +232,12 @@ def upload_workflow(ports: MemoryPorts, body: Any, user: str = "alice") -> str:
 
 def test_an_uploaded_api_prompt_runs(ports: MemoryPorts) -> None:
     run(ports, workflow_upload_id=upload_workflow(ports, PROMPT))
-    assert ports.executor.submitted == [(PROMPT, "j1")]
+    assert ports.executor.submitted == [(PROMPT, key())]
 
 
 def test_an_uploaded_post_prompt_body_runs_its_prompt(ports: MemoryPorts) -> None:
     run(ports, workflow_upload_id=upload_workflow(ports, {"prompt": PROMPT, "client_id": "x"}))
-    assert ports.executor.submitted == [(PROMPT, "j1")]
+    assert ports.executor.submitted == [(PROMPT, key())]
 
 
 def test_an_uploaded_nodetool_graph_is_converted(ports: MemoryPorts) -> None:
@@ -310,8 +312,8 @@ def test_an_uploaded_editor_workflow_is_converted_with_the_bundled_schemas(ports
 def test_an_uploaded_workflow_and_its_input_files_go_together(ports: MemoryPorts) -> None:
     upload_id = ports.uploads.upload("alice", PNG)
     run(ports, workflow_upload_id=upload_workflow(ports, PROMPT), files=[{"name": "input.png", "upload_id": upload_id}])
-    assert ports.executor.submitted == [(PROMPT, "j1")]
-    assert ports.executor.inputs["j1"][0].data == PNG
+    assert ports.executor.submitted == [(PROMPT, key())]
+    assert ports.executor.inputs[key()][0].data == PNG
 
 
 def test_another_users_workflow_upload_is_refused(ports: MemoryPorts) -> None:
@@ -354,7 +356,7 @@ def test_an_uploaded_graph_with_a_bad_field_names_it(ports: MemoryPorts) -> None
 def test_a_workflow_that_does_not_convert_is_recorded_failed_as_an_inline_one_is(ports: MemoryPorts) -> None:
     graph = {"nodes": [{"id": "a", "type": "nodetool.Text", "data": {}}], "edges": []}
     run(ports, workflow_upload_id=upload_workflow(ports, graph))
-    job = ports.jobs.records["j1"]
+    job = ports.jobs.records[key()]
     assert job.status is JobStatus.FAILED
     assert job.error is not None
     assert job.error.startswith("invalid workflow")
