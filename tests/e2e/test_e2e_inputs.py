@@ -96,12 +96,14 @@ def test_uploaded_image_comes_back_exactly_inverted_from_comfyui(
 
     upload_id, result, out, view = run(scenario())
     assert out == inverted(rgb)
-    job = result.job_id
-    # The file went into the job's own subfolder, and the prompt ComfyUI ran names it there.
-    assert comfy.file_bytes("input.png", f"comfyroute/{job}", folder="input") == data
-    assert comfy.submitted[-1]["1"]["inputs"]["image"] == f"comfyroute/{job}/input.png"
-    # The job keeps its own copy (deleted with its outputs) and get_job lists it.
-    kept = object_of(dev_stack, f"jobs/{job}/inputs/input.png")
+    # The file went into the job's own subfolder, named by its key (the client's id and a hash
+    # of the user), and the prompt ComfyUI ran names it there.
+    image = comfy.submitted[-1]["1"]["inputs"]["image"]
+    key = image.removeprefix("comfyroute/").removesuffix("/input.png")
+    assert key.startswith(f"{result.job_id}-")
+    assert comfy.file_bytes("input.png", f"comfyroute/{key}", folder="input") == data
+    # The job keeps its own copy under its key (deleted with its outputs) and get_job lists it.
+    kept = object_of(dev_stack, f"jobs/{key}/inputs/input.png")
     assert (kept["Body"].read(), kept["ContentType"]) == (data, "image/png")
     assert f"uploads/{upload_id}" in upload_keys(dev_stack)
     assert [(i.name, i.size, i.content_type) for i in view.inputs] == [("input.png", len(data), "image/png")]
@@ -234,7 +236,16 @@ def test_a_thousand_node_workflow_runs_through_workflow_upload_id(
     assert out == inverted(rgb)  # 37 inverts of the uploaded image
     # Every chain ran to its sink: ComfyUI's history has all 27 outputs (the job reports the
     # saved image only; PreviewImage's temp files are left out when there is a saved one).
-    history = requests.get(f"{comfy.url}/history/{result.job_id}", timeout=10).json()[result.job_id]
+    # ComfyUI knows the job by its key (the client's id and a hash of the user), as the
+    # uploaded file's subfolder names it.
+    (image,) = {
+        v
+        for node in comfy.submitted[-1].values()
+        for v in node["inputs"].values()
+        if isinstance(v, str) and v.startswith(f"comfyroute/{result.job_id}-")
+    }
+    key = image.removeprefix("comfyroute/").removesuffix("/input.png")
+    history = requests.get(f"{comfy.url}/history/{key}", timeout=10).json()[key]
     assert len(history["outputs"]) == 27
     (data_sent,) = sent
     assert data_sent.graph is None

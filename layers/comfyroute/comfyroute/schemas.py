@@ -22,7 +22,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
@@ -144,11 +144,14 @@ class ObjectInfoSource:
 
     def _comfyui(self, user_id: str, classes: set[str]) -> ObjectInfo:
         try:
-            executor = self.executors(ExecutorKind.LOCAL, user_id, None)
+            found = self.executors(ExecutorKind.LOCAL, user_id, None)
         except (ExecutorError, CredentialsError, ValueError) as exc:
             raise ObjectInfoUnavailable(f"the local executor cannot be reached: {exc}") from None
-        if not isinstance(executor, SchemaServer):
+        # Duck-typed, not isinstance: a Protocol check looks members up statically, and the
+        # executor comes wrapped (executors.scrubbed) with the ComfyUI one's members forwarded.
+        if not (hasattr(found, "fetch_object_info") and hasattr(found, "base_url")):
             raise ObjectInfoUnavailable("the local executor serves no /object_info")
+        executor = cast(SchemaServer, found)
         key = comfyui_key(user_id, executor.base_url)
         now = self.clock()
         cached = self._memo.get(key)
