@@ -125,7 +125,7 @@ def test_an_editor_workflow_on_runpod_uses_the_endpoints_pushed_snapshot(
     assert stored["ContentLength"] > 0
 
 
-def test_a_class_the_snapshot_lacks_fails_naming_the_node_on_the_update_and_the_error(
+def test_a_class_the_snapshot_lacks_fails_naming_the_node_on_the_failed_update(
     dev_stack: DevStack, comfy: FakeComfyUI, runpod_endpoint: Any, tmp_path: Path
 ) -> None:
     case = recorded("reroute_chain")  # uses ImageBlend, which the fake's schemas do not have
@@ -139,19 +139,15 @@ def test_a_class_the_snapshot_lacks_fails_naming_the_node_on_the_update_and_the_
             async with connect(dev_stack, token) as client:
                 settings = {"comfy_executor": "runpod", "runpod_endpoint_id": endpoint_id}
                 job_id = await client.run_job(workflow=case["workflows"]["save"], settings=settings)
-                result = await client.follow(job_id, timeout=FOLLOW_TIMEOUT, on_message=seen.append)
-                async for message in client.messages():  # the error answering run_job
-                    seen.append(message)
-                    if isinstance(message, ErrorMessage):
-                        break
-                return result
+                return await client.follow(job_id, timeout=FOLLOW_TIMEOUT, on_message=seen.append)
 
         result = run(scenario())
         assert runpod.runs == []
     assert result.status is JobStatus.FAILED
-    [error] = [m for m in seen if isinstance(m, ErrorMessage)]
+    # One answer to the refused run_job: its failed job_update, with the problems per node.
+    assert not [m for m in seen if isinstance(m, ErrorMessage)]
     failed = [m for m in seen if isinstance(m, JobUpdate) and m.status is JobStatus.FAILED]
-    for problems in (result.errors, error.errors, failed[0].errors if failed else result.errors):
+    for problems in (result.errors, failed[0].errors if failed else result.errors):
         assert problems is not None
         blend = [p for p in problems if p.class_type == "ImageBlend"]
         assert blend, problems
