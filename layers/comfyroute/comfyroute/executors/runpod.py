@@ -395,22 +395,7 @@ class RunPodExecutor:
             )
         # A read timeout here is reported as unavailable although RunPod may have taken the job
         # (/run has no idempotency key): whoever retries the submit may start a second one.
-        resp = self._call("POST", "run", data=body, action="/run")
-        with resp:
-            self._raise_for_status(resp, "/run")
-            answer = self._json(resp, "/run", self._max_body_bytes)
-        try:
-            run = RunResponse.model_validate(answer)
-        except ValidationError:
-            run = RunResponse()
-        if not run.id:
-            raise ExecutorRejected(
-                f"RunPod /run on endpoint {self.endpoint_id} answered without a job id: "
-                f"{self._scrub(clip(json.dumps(answer, default=str), 300))}"
-            )
-        executor_job_id = _check_job_id(run.id)
-        log.info("RunPod job %s submitted for job %s on endpoint %s", executor_job_id, job_id, self.endpoint_id)
-        return executor_job_id
+        return self._post_run(body, job_id)
 
     def status(self, executor_job_id: str, *, submitted_at: float | None = None) -> ExecutorStatus:
         # submitted_at is not needed: /run answers with an id RunPod already knows, so a 404
@@ -486,7 +471,6 @@ class RunPodExecutor:
         return body
 
     def _post_run(self, body: bytes, job_id: str) -> str:
-        # As submit: a read timeout may hide a job RunPod took (/run has no idempotency key).
         resp = self._call("POST", "run", data=body, action="/run")
         with resp:
             self._raise_for_status(resp, "/run")
