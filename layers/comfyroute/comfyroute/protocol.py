@@ -1104,47 +1104,24 @@ def _check_limits(cmd: ClientCommand, limits: Limits) -> None:
     data = getattr(cmd, "data", None)
     graph = getattr(data, "graph", None)
     if graph is not None:
-        if len(graph.nodes) > limits.max_nodes:
-            raise ProtocolError(
-                f"data.graph.nodes: {len(graph.nodes)} nodes; the limit is {limits.max_nodes}",
-                code="too_large",
-                command=cmd.command,
-            )
-        if len(graph.edges) > limits.max_edges:
-            raise ProtocolError(
-                f"data.graph.edges: {len(graph.edges)} edges; the limit is {limits.max_edges}",
-                code="too_large",
-                command=cmd.command,
-            )
+        _at_most(cmd, "data.graph.nodes", len(graph.nodes), "nodes", limits.max_nodes)
+        _at_most(cmd, "data.graph.edges", len(graph.edges), "edges", limits.max_edges)
     prompt = getattr(data, "prompt", None)
-    if prompt is not None and len(prompt) > limits.max_nodes:
-        raise ProtocolError(
-            f"data.prompt: {len(prompt)} nodes; the limit is {limits.max_nodes}",
-            code="too_large",
-            command=cmd.command,
-        )
+    if prompt is not None:
+        _at_most(cmd, "data.prompt", len(prompt), "nodes", limits.max_nodes)
     workflow = getattr(data, "workflow", None)
     if workflow is not None:
         nodes, links = workflow.counts()
-        if nodes > limits.max_nodes:
-            raise ProtocolError(
-                f"data.workflow.nodes: {nodes} nodes (subgraphs included); the limit is {limits.max_nodes}",
-                code="too_large",
-                command=cmd.command,
-            )
-        if links > limits.max_edges:
-            raise ProtocolError(
-                f"data.workflow.links: {links} links (subgraphs included); the limit is {limits.max_edges}",
-                code="too_large",
-                command=cmd.command,
-            )
+        _at_most(cmd, "data.workflow.nodes", nodes, "nodes (subgraphs included)", limits.max_nodes)
+        _at_most(cmd, "data.workflow.links", links, "links (subgraphs included)", limits.max_edges)
     files = getattr(data, "files", None)
-    if files is not None and len(files) > limits.max_files:
-        raise ProtocolError(
-            f"data.files: {len(files)} files; the limit is {limits.max_files}",
-            code="too_large",
-            command=cmd.command,
-        )
+    if files is not None:
+        _at_most(cmd, "data.files", len(files), "files", limits.max_files)
+
+
+def _at_most(cmd: ClientCommand, where: str, count: int, what: str, limit: int) -> None:
+    if count > limit:
+        raise ProtocolError(f"{where}: {count} {what}; the limit is {limit}", code="too_large", command=cmd.command)
 
 
 def protocol_json_schema() -> dict[str, Any]:
