@@ -217,11 +217,15 @@ def test_graph_example_completes_with_the_executors_bytes(
     assert (final.status, final.output_count) == (JobStatus.COMPLETED, 1)
     assert (pushed.job_id, pushed.node_id, pushed.value.filename) == (result.job_id, "3", out.value.filename)
     assert seen.index(pushed) < len(seen) - 1
-    assert {(m.node_id, m.status) for m in seen if isinstance(m, NodeUpdate)} == {
+    # Live from ComfyUI's socket where it was open in time (running too), else from /history.
+    assert {(m.node_id, m.status) for m in seen if isinstance(m, NodeUpdate)} >= {
         ("1", "completed"),
         ("2", "completed"),
         ("3", "completed"),
     }
+    final = seen[-1]
+    assert isinstance(final, JobUpdate)
+    assert final.output_count == 1
 
 
 def test_comfyroute_run_cli_saves_the_outputs(
@@ -339,8 +343,10 @@ def test_cancel_while_queued_removes_the_prompt_from_the_queue(
     assert result.status is JobStatus.CANCELLED
     assert prompt_id in comfy.deletes
     assert pending_ids(comfy) == []
-    [execution] = executions_of(dev_stack, result.job_id)
-    assert execution["status"] == "ABORTED"
+    # Stopped. moto shows ABORTED once the task in flight returns (AWS does at once): the
+    # Follow window notices the cancel at its next look (a few seconds of silence at most).
+    statuses = lambda: [e["status"] for e in executions_of(dev_stack, result.job_id)]  # noqa: E731
+    run(eventually(lambda: statuses() == ["ABORTED"], "the execution stopped"))
     # Released, the queue has nothing left to run.
     comfy.resume()
     assert comfy.wait_idle(WAIT_TIMEOUT)
