@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from fakes import FakeComfyUI, FakeRunPod
+from support.executions import executions_of
 
 from comfyroute.protocol import JobStatus, JobUpdate, NodeProgress, NodeUpdate, OutputUpdate, ServerMessage
 from comfyroute_tools.client import ComfyrouteClient, JobResult
@@ -43,12 +44,6 @@ def connect(stack: DevStack, token: str, *, poll_interval: float) -> ComfyrouteC
     return ComfyrouteClient(
         stack.ws_url, token, open_timeout=5, request_timeout=10, poll_interval=poll_interval, reconnect_attempts=3
     )
-
-
-def executions_of(stack: DevStack, job_id: str) -> list[dict[str, Any]]:
-    sfn = stack.client("stepfunctions")
-    listed = sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
-    return [e for e in listed if e["name"] == job_id]
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +218,8 @@ def test_the_webhook_ends_a_runpod_job_without_polling_it_to_the_end(
     assert result.status is JobStatus.COMPLETED, result.error
     assert status == 200
     assert submitted["webhook"] == url
-    assert url.startswith(f"{dev_stack.http_url}/runpod/callback/{result.job_id}/")
+    # The path names the job by its per-user key (the client's id, then a digest) and its secret.
+    assert url.startswith(f"{dev_stack.http_url}/runpod/callback/{result.job_id}-")
     # One Arm, woken by the callback (not by its slow-poll timeout), then one confirming Poll.
     states = states_of(dev_stack, result.job_id)
     assert states == ["Route", "Arm", "Poll", "Next", "NotifyFinal", "Succeeded"]

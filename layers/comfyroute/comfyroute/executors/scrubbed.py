@@ -45,7 +45,10 @@ class ScrubbedExecutor:
         return redact(text, self._secrets) if text else text
 
     def clean_status(self, status: ExecutorStatus) -> ExecutorStatus:
-        return status.model_copy(update={"error": self.clean(status.error), "message": self.clean(status.message)})
+        update: dict[str, Any] = {"error": self.clean(status.error), "message": self.clean(status.message)}
+        if status.errors:
+            update["errors"] = [e.model_copy(update={"message": self.clean(e.message)}) for e in status.errors]
+        return status.model_copy(update=update)
 
     @contextmanager
     def errors_scrubbed(self) -> Iterator[None]:

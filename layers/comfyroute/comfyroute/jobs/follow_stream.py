@@ -339,6 +339,7 @@ class _Window:
             job.job_id,
             state,
             error=error,
+            errors=status.errors if state is JobStatus.FAILED and status.errors else (),
             message=message,
             outputs=self.job.outputs,
             node_states=status.nodes,
