@@ -232,9 +232,11 @@ def test_the_webhook_ends_a_runpod_job_without_polling_it_to_the_end(
     assert final.execution_ms is not None
     assert final.delay_ms is not None
     # The record keeps the secret's digest only.
-    item = dev_stack.client("dynamodb").get_item(
-        TableName=dev_stack.env["JOBS_TABLE"], Key={"job_id": {"S": result.job_id}}
-    )["Item"]
+    key = url.removeprefix(f"{dev_stack.http_url}/runpod/callback/").split("/")[0]
+    item = dev_stack.client("dynamodb").get_item(TableName=dev_stack.env["JOBS_TABLE"], Key={"job_id": {"S": key}})[
+        "Item"
+    ]
+    assert item["client_job_id"]["S"] == result.job_id
     assert item["callback_digest"]["S"].startswith("sha256:")
     assert url.rsplit("/", 1)[1] not in json.dumps(item)
 
