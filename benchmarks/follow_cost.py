@@ -2,17 +2,18 @@
 
 Paths (issue 10, docs/following.md):
 
-* ``today``           current ASL, growing wait 1, 2, 4 ... 30 s, each running poll peeking 0.5 s at /ws
-* ``fixed-2s``        current ASL, a poll every 2 s without a peek (the baseline)
-* ``comfy-stream``    draft ASL, a Follow task holding ComfyUI's /ws, one window after another
-* ``comfy-fallback``  draft ASL, Follow finds no socket, then Wait/Poll with the fallback schedule
-* ``runpod-webhook``  draft ASL, a task token re-armed every slow-poll interval, woken by the webhook
-* ``runpod-poll``     draft ASL, no callback route: Wait/Poll with the fallback schedule
+* ``today``           the ASL before issue 10, growing wait 1, 2, 4 ... 30 s, each running poll peeking 0.5 s at /ws
+* ``fixed-2s``        the ASL before issue 10, a poll every 2 s without a peek (the baseline)
+* ``comfy-stream``    statemachine/job.asl.json, a Follow task holding ComfyUI's /ws, one window after another
+* ``comfy-fallback``  job.asl.json, Follow finds no socket, then Wait/Poll with the fallback schedule
+* ``runpod-webhook``  job.asl.json, Arm's task token re-armed every slow-poll interval, woken by the webhook
+* ``runpod-poll``     job.asl.json, no callback route: Wait/Poll with the fallback schedule
 
 How it counts. Each path is first simulated on a virtual clock (a pure script of which task runs
 when, for how long, and what it answers). The script is then replayed through the real ASL on moto
-(tests/support/sfn_harness.py): ``statemachine/job.asl.json`` for today and fixed-2s,
-``docs/following.asl.json`` (the draft) for the others. The ASL decides where to go; each Lambda
+(tests/support/sfn_harness.py): the poll-only ASL of before issue 10 (from git, commit
+``PREVIOUS_COMMIT``) for today and fixed-2s, ``statemachine/job.asl.json`` as deployed for the
+others. The ASL decides where to go; each Lambda
 task pops the next scripted step and checks it is the task the ASL invoked, so a script that the
 definition would not follow fails loudly. State transitions are *measured* (moto's history);
 Lambda durations, webhook delivery and the like are *modelled* (the constants below, each marked
@@ -53,9 +54,30 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from support.sfn_harness import DEFAULT_DEFINITION, SFN_MOCK_CONFIG, StateMachineHarness  # noqa: E402
 
+from comfyroute.jobs.schedule import fallback_wait as schedule_fallback_wait  # noqa: E402
 from comfyroute.jobs.schedule import next_wait  # noqa: E402
 
-DRAFT_DEFINITION = ROOT / "docs" / "following.asl.json"
+# "today" and "fixed-2s" run the poll-only ASL of before issue 10, read from git history.
+PREVIOUS_COMMIT = "aa236b0"
+
+
+def previous_definition() -> Path:
+    """The state machine before issue 10 (Wait/Poll/Notify only), written to a temp file from
+    git (``PREVIOUS_COMMIT``), its numeric placeholder replaced by the dev default."""
+    import subprocess
+    import tempfile
+
+    text = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{PREVIOUS_COMMIT}:statemachine/job.asl.json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.replace("${ExecutionTimeoutSeconds}", "87300")
+    path = Path(tempfile.gettempdir()) / f"comfyroute-job-asl-{PREVIOUS_COMMIT}.json"
+    path.write_text(text)
+    return path
+
+
 # moto logs every IsPresent test of an absent path as an error (the current ASL does the same):
 # noise here, since the Choice rules guard each comparison with IsPresent as AWS requires.
 logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
@@ -79,12 +101,12 @@ NOTIFY_S = 0.050  # assumed: read the job, one to three PostToConnection calls
 FOLLOW_OPEN_S = 0.050  # assumed: ws handshake through a tunnel, then one /queue + /history look
 FOLLOW_REFUSED_S = 0.100  # assumed: the tunnel refuses the upgrade, then the one look
 FOLLOW_FINISH_S = 0.300  # assumed: confirm in /history, store what was not streamed, final push
-FOLLOW_WINDOW_S = 240.0  # the draft's default window (Lambda timeout 300 s)
+FOLLOW_WINDOW_S = 240.0  # FOLLOW_WINDOW_SECONDS in template.yaml (Lambda timeout 300 s)
 RUNPOD_LOOK_S = 0.080  # assumed: one /status over HTTPS
 ARM_S = 0.080 + 0.010  # assumed: the /status look and storing the task token
 CALLBACK_S = 0.030  # assumed: GetItem, digest check, SendTaskSuccess
 WEBHOOK_DELAY_S = 0.200  # assumed: RunPod's end -> its POST reaching the route (not recorded)
-SLOW_POLL_S = 180  # the draft's task-token timeout: one RunPod look every 3 minutes
+SLOW_POLL_S = 180  # RUNPOD_SLOW_POLL_SECONDS: Arm's task-token timeout, one RunPod look every 3 minutes
 # On moto the token timeout really elapses: this many seconds of wall time stand for SLOW_POLL_S.
 # It also bounds the Lambda invocation itself (as on AWS), so it cannot be tiny on a busy machine.
 ARM_WALL_S = 3
@@ -96,8 +118,8 @@ NODES, SAMPLER_SHARE, STEPS_PER_S, COALESCED_PER_S = 7, 0.8, 4.0, 2.0
 
 
 def fallback_wait(polls: int) -> int:
-    """The draft's fallback schedule: 1, 2, 3, 4, 6, 8, 12, 15, 15 ... seconds."""
-    return min(FALLBACK_CAP, math.ceil(FALLBACK_START * FALLBACK_GROWTH ** min(polls, 40)))
+    """The poll loop's schedule (jobs.schedule.fallback_wait): 1, 2, 3, 4, 6, 8, 12, 15, 15 ... seconds."""
+    return schedule_fallback_wait(polls, FALLBACK_CAP)
 
 
 @dataclass
@@ -288,7 +310,7 @@ def replay(path: str, duration: float) -> Run:
     script = simulate(path, duration)
     pending = list(script.steps)
     lock = threading.Lock()
-    draft = path not in ("today", "fixed-2s")
+    current = path not in ("today", "fixed-2s")
     sfn_client: list[Any] = []
 
     def next_step(task: str) -> Step:
@@ -302,10 +324,11 @@ def replay(path: str, duration: float) -> Run:
 
     def handler(task: str) -> Callable[[dict[str, Any], Any], Any]:
         def run(event: dict[str, Any], _ctx: Any) -> Any:
-            step = next_step(task)
-            if task != "ArmFunctionArn":
+            # The real ASL's Arm invokes the Poll function with the state's task token.
+            step = next_step("ArmFunctionArn" if "task_token" in event else task)
+            if step.task != "ArmFunctionArn":
                 assert step.answer is not None
-                # Keep what the execution carries (executor, arm_seconds) as Poll and Follow will.
+                # The real ASL lays each answer over the execution input; the old one does not.
                 carried = {k: event[k] for k in ("executor", "arm_seconds") if k in event}
                 return {**carried, **step.answer}
             if step.wake in ("self", "callback"):
@@ -318,8 +341,8 @@ def replay(path: str, duration: float) -> Run:
         return run
 
     tasks = {"PollFunctionArn": handler("PollFunctionArn"), "NotifyFunctionArn": handler("NotifyFunctionArn")}
-    if draft:
-        tasks |= {"FollowFunctionArn": handler("FollowFunctionArn"), "ArmFunctionArn": handler("ArmFunctionArn")}
+    if current:
+        tasks |= {"FollowFunctionArn": handler("FollowFunctionArn")}
     start: dict[str, Any] = {"job_id": "bench", "polls": 0, "follows": 0}
     if path == "today":
         start["wait_seconds"] = TODAY_START
@@ -331,7 +354,7 @@ def replay(path: str, duration: float) -> Run:
         start |= {"executor": "runpod_poll", "wait_seconds": fallback_wait(0)}
     else:
         start["executor"] = "comfyui"
-    definition = DRAFT_DEFINITION if draft else DEFAULT_DEFINITION
+    definition = DEFAULT_DEFINITION if current else previous_definition()
     with mock_aws(config=cast(Any, SFN_MOCK_CONFIG)), StateMachineHarness(definition, tasks=tasks) as sfn:
         sfn_client.append(boto3.client("stepfunctions", region_name="us-east-1"))
         arn = sfn.start(start)
@@ -360,7 +383,7 @@ def replay(path: str, duration: float) -> Run:
         gb_seconds=gb_seconds,
         seen_at=script.seen_at,
         ws_messages=script.ws_messages,
-        measured="current ASL" if not draft else "draft ASL",
+        measured="job.asl.json" if current else "old ASL",
     )
 
 
@@ -423,6 +446,85 @@ def loopback_overhead(runs: int = 15) -> tuple[float, float, float]:
     return statistics.median(direct), statistics.median(followed), statistics.median(request)
 
 
+# --------------------------------------------------------------------------- the dev stack, measured
+
+TINY_PROMPT: dict[str, Any] = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}},
+}
+
+
+def _direct(url: str, runs: int) -> list[float]:
+    """POST /prompt + /history polled every 1 ms, on one keep-alive session: ComfyUI alone."""
+    import uuid
+
+    import requests
+
+    times = []
+    with requests.Session() as session:
+        for i in range(runs):
+            prompt = json.loads(json.dumps(TINY_PROMPT))
+            prompt["1"]["inputs"]["color"] = (i * 7919 + int(time.time())) % 0xFFFFFF  # never cached
+            job = str(uuid.uuid4())
+            t0 = time.perf_counter()
+            session.post(f"{url}/prompt", json={"prompt": prompt, "prompt_id": job, "client_id": "bench"}, timeout=10)
+            while not session.get(f"{url}/history/{job}", timeout=10).json():
+                time.sleep(0.001)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def devstack_ratio(comfy_url: str | None = None, runs: int = 10) -> dict[str, Any]:
+    """A tiny job through ``comfyroute dev`` (run_job -> terminal job_update over the real
+    WebSocket, Follow streaming, real ASL on moto) against the same job on ComfyUI directly.
+    ``comfy_url``: a real ComfyUI; else a loopback FakeComfyUI. Measured, medians."""
+    import asyncio
+    import contextlib
+
+    from fakes import FakeComfyUI
+
+    from comfyroute_tools.client import ComfyrouteClient
+    from comfyroute_tools.dev.stack import DevStack
+
+    async def through_stack(ws_url: str, token: str) -> list[tuple[float, float, int, int]]:
+        out = []
+        async with ComfyrouteClient(ws_url, token, poll_interval=600) as client:
+            for i in range(runs + 1):  # the first warms the handlers (cold imports)
+                prompt = json.loads(json.dumps(TINY_PROMPT))
+                prompt["1"]["inputs"]["color"] = (i * 104729 + int(time.time())) % 0xFFFFFF
+                seen: list[Any] = []
+                t0 = time.perf_counter()
+                job_id = await client.run_job(prompt=prompt)
+                accepted = time.perf_counter() - t0
+                result = await client.follow(job_id, timeout=60, on_message=seen.append)
+                total = time.perf_counter() - t0
+                assert result.ok, result.error
+                nodes = sum(1 for m in seen if m.type == "node_update")
+                steps = sum(1 for m in seen if m.type == "node_progress")
+                if i:
+                    out.append((total, accepted, nodes, steps))
+        return out
+
+    with contextlib.ExitStack() as stack:
+        url = comfy_url or stack.enter_context(FakeComfyUI(run_seconds=0.004)).url
+        addr = url.split("://", 1)[1]
+        dev = stack.enter_context(DevStack("127.0.0.1", 0, comfyui_addr=addr, handler_log_level="ERROR"))
+        direct = _direct(url, runs)
+        staged = asyncio.run(through_stack(dev.ws_url, dev.token))
+    total = statistics.median(t for t, _, _, _ in staged)
+    return {
+        "comfyui": "real ComfyUI" if comfy_url else "FakeComfyUI",
+        "direct_ms": statistics.median(direct) * 1000,
+        "stack_ms": total * 1000,
+        "accepted_ms": statistics.median(a for _, a, _, _ in staged) * 1000,
+        "ratio": total / statistics.median(direct),
+        "node_updates": staged[-1][2],
+        "progress": staged[-1][3],
+        "runs": runs,
+    }
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -430,7 +532,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 s and 60 s jobs only")
     parser.add_argument("--no-loopback", action="store_true", help="skip the loopback measurement")
+    parser.add_argument("--no-devstack", action="store_true", help="skip the dev-stack measurement")
+    parser.add_argument("--devstack-only", action="store_true", help="only the dev-stack measurement")
+    parser.add_argument("--comfy", help="also measure against this real ComfyUI (http://127.0.0.1:PORT)")
     args = parser.parse_args()
+    if args.devstack_only:
+        report_devstack(args.comfy)
+        return
     durations = (10.0, 60.0) if args.quick else (10.0, 60.0, 600.0)
     paths = ("today", "fixed-2s", "comfy-stream", "comfy-stream-128", "comfy-fallback", "runpod-webhook", "runpod-poll")
     print("Prices: AWS list, us-east-1 (2025): Step Functions Standard $0.025/1k transitions; Lambda arm64")
@@ -443,7 +551,7 @@ def main() -> None:
     )
     print(
         "Transitions (states entered + task retries, as billed): measured by running the ASL on moto\n"
-        "(current ASL: today, fixed-2s; docs/following.asl.json, the draft: the rest)."
+        f"(the ASL before issue 10, {PREVIOUS_COMMIT}: today, fixed-2s; statemachine/job.asl.json: the rest)."
     )
     print("Lambda GB-s, invocations, WebSocket messages, lateness: modelled (see the constants in this file).")
     print()
@@ -470,6 +578,22 @@ def main() -> None:
             f"{direct * 1000:.1f} ms; POST + follow_prompt {followed * 1000:.1f} ms ({followed / direct:.1f}x).\n"
             f"Back-to-back keep-alive GET /queue on the fake: median {request * 1000:.1f} ms each (dominates both). "
             "Module level only: no Lambda, no Step Functions."
+        )
+    if not args.no_devstack:
+        report_devstack(args.comfy)
+
+
+def report_devstack(comfy_url: str | None) -> None:
+    print()
+    print("Measured: a tiny job (64x64 EmptyImage -> ImageInvert -> SaveImage) through `comfyroute dev`")
+    print("(run_job -> terminal job_update on the WebSocket; Follow on ComfyUI's /ws; real ASL on moto)")
+    print("against POST /prompt + /history every 1 ms on ComfyUI directly; medians, first job excluded.")
+    for url in [None, comfy_url] if comfy_url else [None]:
+        m = devstack_ratio(url)
+        print(
+            f"  {m['comfyui']:<12}: direct {m['direct_ms']:.1f} ms, dev stack {m['stack_ms']:.0f} ms "
+            f"(run_job answered after {m['accepted_ms']:.0f} ms): {m['ratio']:.1f}x over {m['runs']} runs; "
+            f"node_update {m['node_updates']}, node_progress {m['progress']} per job"
         )
 
 

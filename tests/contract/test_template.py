@@ -41,6 +41,8 @@ FUNCTIONS = {
     "SaveWorkflowFunction": "save_workflow",
     "RequestUploadFunction": "request_upload",
     "PollFunction": "poll",
+    "FollowFunction": "follow",
+    "RunPodCallbackFunction": "runpod_callback",
     "NotifyFunction": "notify",
 }
 ROUTES = {
@@ -63,8 +65,10 @@ PUSHERS = {
     "RequestUploadFunction",
     "DefaultFunction",
     "NotifyFunction",
+    "FollowFunction",
+    "PollFunction",  # Arm pushes RunPod's progress while it waits for the webhook
 }
-SECRET_READERS = {"RunJobFunction", "CancelJobFunction", "PollFunction"}
+SECRET_READERS = {"RunJobFunction", "CancelJobFunction", "PollFunction", "FollowFunction"}
 MANAGE_CONNECTIONS_ARN = (
     "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${Stage}/POST/@connections/*"
 )
@@ -77,6 +81,7 @@ LAMBDA_SERVICE_ERRORS = {
 TEST_SUBSTITUTIONS = {
     "PollFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:poll",
     "NotifyFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:notify",
+    "FollowFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:follow",
 }
 SECRETS_PREFIX_VALUE = {"Fn::If": ["SecretsPrefixFromStackName", {"Ref": "AWS::StackName"}, {"Ref": "SecretsPrefix"}]}
 
@@ -560,7 +565,13 @@ def test_submit_starts_and_cancel_stops_only_this_state_machine(resources: dict[
     assert [sub_text(s["Resource"]) for s in cancel] == [
         f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:{name}:*"
     ]
-    others = set(FUNCTIONS) - {"RunJobFunction", "CancelJobFunction"}
+    # The webhook's wait: the callback and Arm (in Poll) may end it, on this state machine only.
+    machine = f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:{name}"
+    for lid in ("PollFunction", "RunPodCallbackFunction"):
+        wake = statements_with(resources, lid, "states:")
+        assert [actions(s) for s in wake] == [{"states:SendTaskSuccess"}], lid
+        assert [sub_text(s["Resource"]) for s in wake] == [machine], lid
+    others = set(FUNCTIONS) - {"RunJobFunction", "CancelJobFunction", "PollFunction", "RunPodCallbackFunction"}
     for lid in others:
         assert not statements_with(resources, lid, "states:"), lid
 
@@ -733,11 +744,14 @@ def test_state_machine_resource_fills_every_placeholder(resources: dict[str, Any
     assert set(subs) == placeholders(ASL_PATH.read_text()) == REQUIRED_SUBSTITUTIONS
     assert subs["PollFunctionArn"] == {"Fn::GetAtt": ["PollFunction", "Arn"]}
     assert subs["NotifyFunctionArn"] == {"Fn::GetAtt": ["NotifyFunction", "Arn"]}
+    assert subs["FollowFunctionArn"] == {"Fn::GetAtt": ["FollowFunction", "Arn"]}
+    # No numeric placeholder: the ASL file is valid JSON as it stands (TimeoutSeconds literal).
+    assert "ExecutionTimeoutSeconds" not in subs
     assert props["Logging"]["IncludeExecutionData"] is False
     assert props["Logging"]["Level"] in {"ERROR", "ALL"}
     assert props["Tracing"] == {"Enabled": True}
     invokes = [p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p]
-    assert sorted(invokes) == ["NotifyFunction", "PollFunction"]
+    assert sorted(invokes) == ["FollowFunction", "NotifyFunction", "PollFunction"]
     assert not any("lambda:" in a for s in policy_statements(props) for a in actions(s))
 
 
@@ -851,9 +865,13 @@ def test_the_loop_stops_at_the_inputs_max_polls(asl: dict[str, Any]) -> None:
     s = asl["States"]
     # Poll's answer laid over the execution input: max_polls (and anything else run_job puts
     # there) survives every loop, while Poll's own fields win.
-    assert s["Poll"]["ResultSelector"] == {"state.$": "States.JsonMerge($$.Execution.Input, $.Payload, false)"}
-    assert s["Poll"]["OutputPath"] == "$.state"
-    rule = next(c for c in s["IsDone"]["Choices"] if c["Next"] == "PollBudgetSpent")
+    for task in ("Poll", "Follow"):
+        assert s[task]["ResultSelector"] == {"state.$": "States.JsonMerge($$.Execution.Input, $.Payload, false)"}
+        assert s[task]["OutputPath"] == "$.state"
+    # Arm keeps the state it was given (ResultPath), so max_polls is still there for Poll.
+    assert s["Arm"]["ResultPath"] == "$.woken"
+    assert s["Poll"]["Next"] == s["Follow"]["Next"] == "Next"
+    rule = next(c for c in s["Next"]["Choices"] if c["Next"] == "PollBudgetSpent")
     assert {"Variable": "$.polls", "NumericGreaterThanEqualsPath": "$.max_polls"} in rule["And"]
     # Guards first: a Choice on a missing or non-numeric field would fail outside every Catch.
     assert rule["And"][:4] == [
@@ -873,18 +891,38 @@ def test_the_loop_stops_at_the_inputs_max_polls(asl: dict[str, Any]) -> None:
 
 def test_definition_is_the_documented_loop(asl: dict[str, Any]) -> None:
     s = asl["States"]
-    assert s[asl["StartAt"]] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "Poll"}
-    poll = s["Poll"]
-    assert poll["Resource"] == "arn:aws:states:::lambda:invoke"
-    assert poll["Parameters"] == {
-        "FunctionName": TEST_SUBSTITUTIONS["PollFunctionArn"],
-        "Payload": {"job_id.$": "$.job_id", "polls.$": "$.polls"},
-    }
-    assert poll["OutputPath"] == "$.state"
-    choice = s[poll["Next"]]
-    assert choice["Type"] == "Choice"
+    route = s[asl["StartAt"]]
+    assert route["Type"] == "Choice"
+    assert [c["Next"] for c in route["Choices"]] == ["Follow", "Arm"]
+    assert route["Default"] == "Wait"
+    assert s["Wait"] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "Poll"}
+    merged = {"state.$": "States.JsonMerge($$.Execution.Input, $.Payload, false)"}
+    for task, fn, payload in (
+        ("Poll", "PollFunctionArn", {"job_id.$": "$.job_id", "polls.$": "$.polls"}),
+        ("Follow", "FollowFunctionArn", {"job_id.$": "$.job_id", "follows.$": "$.follows"}),
+    ):
+        assert s[task]["Resource"] == "arn:aws:states:::lambda:invoke"
+        assert s[task]["Parameters"] == {"FunctionName": TEST_SUBSTITUTIONS[fn], "Payload": payload}
+        # The answer is laid over the execution input, so executor / arm_seconds / max_polls ride along.
+        assert (s[task]["ResultSelector"], s[task]["OutputPath"]) == (merged, "$.state")
+        assert s[task]["Next"] == "Next"
+    arm = s["Arm"]
+    assert arm["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert arm["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    assert arm["TimeoutSecondsPath"] == "$.arm_seconds"
+    assert arm["Catch"][0] == {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.woken", "Next": "Rearm"}
+    assert s["Rearm"] == {**s["Rearm"], "Type": "Pass", "Next": "Arm"}
+    assert arm["Next"] == "Poll"
+    choice = s["Next"]
     assert choice["Default"] == "Wait"
-    assert [c["Next"] for c in choice["Choices"]] == ["NotifyFinal", "PollBudgetSpent", "NotifyProgress"]
+    assert [c["Next"] for c in choice["Choices"]] == [
+        "Succeeded",
+        "NotifyFinal",
+        "PollBudgetSpent",
+        "NotifyProgress",
+        "Follow",
+        "Arm",
+    ]
     assert s["NotifyProgress"]["Next"] == "Wait"
     assert s[s["NotifyFinal"]["Next"]]["Type"] == "Succeed"
     assert s[s["MarkFailed"]["Next"]]["Type"] == "Fail"
@@ -900,35 +938,30 @@ def test_definition_is_the_documented_loop(asl: dict[str, Any]) -> None:
 
 def test_tasks_retry_lambda_faults_and_their_own_named_errors(asl: dict[str, Any]) -> None:
     s = asl["States"]
-    own = {
-        "Poll": "ExecutorUnavailable",
-        "NotifyProgress": "Throttled",
-        "NotifyFinal": "Throttled",
-        "MarkFailed": "Throttled",
-    }
-    for name, error in own.items():
+    for name in ("Follow", "Arm", "Poll", "NotifyProgress", "NotifyFinal", "MarkFailed"):
         retries = s[name]["Retry"]
-        retried = [set(r["ErrorEquals"]) for r in retries]
-        assert LAMBDA_SERVICE_ERRORS in retried, name
-        assert {error} in retried, name
+        assert LAMBDA_SERVICE_ERRORS in [set(r["ErrorEquals"]) for r in retries], name
         for r in retries:
             assert r["MaxAttempts"] >= 2, (name, r)
             assert r["BackoffRate"] > 1, (name, r)
-    # Poll is idempotent, so it alone also retries AWS SDK errors boto3 gave up on.
-    assert any("ClientError" in r["ErrorEquals"] for r in s["Poll"]["Retry"])
+        # An unreachable executor is the tasks' to report and retry, not a silent Retry.
+        assert not any("ExecutorUnavailable" in r["ErrorEquals"] for r in retries), name
+    for name in ("NotifyProgress", "NotifyFinal", "MarkFailed"):
+        assert {"Throttled"} in [set(r["ErrorEquals"]) for r in s[name]["Retry"]], name
+    # Poll and Follow store outputs idempotently, so they also retry AWS SDK errors boto3 gave up on.
+    for name in ("Poll", "Follow"):
+        assert any("ClientError" in r["ErrorEquals"] for r in s[name]["Retry"]), name
     for name in ("NotifyProgress", "NotifyFinal", "MarkFailed"):
         assert not any("ClientError" in r["ErrorEquals"] for r in s[name]["Retry"]), name
-    poll_named = next(r for r in s["Poll"]["Retry"] if r["ErrorEquals"] == ["ExecutorUnavailable"])
-    lambda_retry = next(r for r in s["Poll"]["Retry"] if set(r["ErrorEquals"]) == LAMBDA_SERVICE_ERRORS)
-    assert poll_named["MaxAttempts"] > lambda_retry["MaxAttempts"]
-    assert poll_named["IntervalSeconds"] > lambda_retry["IntervalSeconds"]
 
 
 def test_every_task_but_mark_failed_is_caught_into_mark_failed(asl: dict[str, Any]) -> None:
     s = asl["States"]
-    for name in ("Poll", "NotifyProgress", "NotifyFinal"):
+    caught = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}
+    for name in ("Follow", "Poll", "NotifyProgress", "NotifyFinal"):
         # ResultPath keeps the state (and so job_id) and adds the error beside it.
-        assert s[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}]
+        assert s[name]["Catch"] == [caught]
+    assert s["Arm"]["Catch"][-1] == caught
     (catch,) = s["MarkFailed"]["Catch"]
     assert s[catch["Next"]]["Type"] == "Fail"
     assert catch["ResultPath"] != "$.error"  # the original failure is what the execution reports
@@ -937,11 +970,8 @@ def test_every_task_but_mark_failed_is_caught_into_mark_failed(asl: dict[str, An
 def test_error_names_match_the_library_exception_classes() -> None:
     # Lambda reports an unhandled exception's class name as the error the ASL matches on.
     from comfyroute.aws.push import Throttled
-    from comfyroute.executors.base import ExecutorUnavailable
 
-    text = ASL_PATH.read_text()
-    for cls in (ExecutorUnavailable, Throttled):
-        assert f'"{cls.__name__}"' in text
+    assert f'"{Throttled.__name__}"' in ASL_PATH.read_text()
 
 
 def test_load_definition_names_missing_substitutions() -> None:

@@ -156,8 +156,10 @@ def test_state_machine_runs_the_asl_file_with_substitutions(stack: DevStack, tem
     machine = sfn.describe_state_machine(stateMachineArn=stack.env["STATE_MACHINE_ARN"])
     functions = {f["FunctionName"]: f["FunctionArn"] for f in stack.client("lambda").list_functions()["Functions"]}
     text = (ROOT / "statemachine" / "job.asl.json").read_text()
-    expected = text.replace("${PollFunctionArn}", functions["comfyroute-dev-PollFunction"]).replace(
-        "${NotifyFunctionArn}", functions["comfyroute-dev-NotifyFunction"]
+    expected = (
+        text.replace("${PollFunctionArn}", functions["comfyroute-dev-PollFunction"])
+        .replace("${NotifyFunctionArn}", functions["comfyroute-dev-NotifyFunction"])
+        .replace("${FollowFunctionArn}", functions["comfyroute-dev-FollowFunction"])
     )
     assert json.loads(machine["definition"]) == json.loads(expected)
     assert machine["type"] == "STANDARD"

@@ -209,7 +209,13 @@ def test_run_job_submits_to_comfyui_records_and_starts_the_loop(stack, lambda_co
     assert job["execution_arn"].endswith(f":{KEY1}")
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     execution = sfn.describe_execution(executionArn=job["execution_arn"])
-    assert json.loads(execution["input"]) == {"job_id": KEY1, "polls": 0, "wait_seconds": 0}
+    assert json.loads(execution["input"]) == {
+        "job_id": KEY1,
+        "polls": 0,
+        "follows": 0,
+        "wait_seconds": 0,
+        "executor": "comfyui",
+    }
     (update,) = pushed(stack, "job_update")
     assert (update["job_id"], update["status"], update["executor"], update["workflow_id"]) == (
         "job-replay-1",
@@ -407,6 +413,7 @@ def test_poll_while_queued_then_completed_stores_outputs_once(stack, lambda_cont
         "status": "queued",
         "wait_seconds": 0,
         "notify": True,
+        "next": "follow",  # the job goes back to its websocket
     }
     http.replace(responses.GET, f"{COMFY}/queue", json=body("queue_idle"))
     http.replace(responses.GET, f"{COMFY}/history/{KEY1}", json=history_for(KEY1))

@@ -70,7 +70,8 @@ def test_done_on_first_poll_notifies_final_and_succeeds(aws: None) -> None:
         assert sfn.sequence() == [POLL, NOTIFY]
         assert sfn.invocations(POLL) == [{"job_id": "job-1", "polls": 0}]
         assert sfn.invocations(NOTIFY) == [{"job_id": "job-1", "final": True}]
-        assert sfn.states_entered(arn) == ["Wait", "Poll", "IsDone", "NotifyFinal", "Succeeded"]
+        # START carries no executor: Route sends it to the poll loop.
+        assert sfn.states_entered(arn) == ["Route", "Wait", "Poll", "Next", "NotifyFinal", "Succeeded"]
         assert sfn.waits == [0]
         # NotifyFinal's own result is discarded: the output is Poll's answer.
         assert json.loads(desc["output"])["status"] == "completed"
@@ -114,26 +115,16 @@ def test_poll_answer_without_notify_or_done_goes_back_to_wait(aws: None) -> None
         assert sfn.sequence() == [POLL, POLL, NOTIFY]
 
 
-def test_executor_unavailable_is_retried_with_growing_backoff(aws: None) -> None:
-    poll = scripted_poll([ExecutorUnavailable("tunnel down"), ExecutorUnavailable("tunnel down"), {"done": True}])
+def test_executor_unavailable_is_not_retried_by_the_state_machine(aws: None) -> None:
+    # Poll reports an unreachable executor itself (the client is told, the loop waits); an
+    # ExecutorUnavailable that escapes it is a bug: caught, the job marked failed, no Retry.
+    poll = scripted_poll([ExecutorUnavailable("tunnel down"), {"done": True}])
     with StateMachineHarness(tasks={POLL: poll, NOTIFY: ok_notify}) as sfn:
         arn = sfn.start(START)
-        assert sfn.wait(arn)["status"] == "SUCCEEDED"
-
-        assert sfn.sequence() == [
-            f"{POLL}!ExecutorUnavailable",
-            f"{POLL}!ExecutorUnavailable",
-            POLL,
-            NOTIFY,
-        ]
-        # A retry re-sends the same payload (no Wait between attempts, polls unchanged).
-        assert sfn.invocations(POLL) == [{"job_id": "job-1", "polls": 0}] * 3
-        assert failed_events(sfn, arn) == ["ExecutorUnavailable", "ExecutorUnavailable"]
-        assert sfn.invocations(NOTIFY) == [{"job_id": "job-1", "final": True}]
-        # Full jitter: each back-off is random below IntervalSeconds * BackoffRate^n (5 s, then 10 s).
-        assert len(sfn.retry_sleeps) == 2
-        assert 0 <= sfn.retry_sleeps[0] <= 5
-        assert 0 <= sfn.retry_sleeps[1] <= 10
+        desc = sfn.wait(arn)
+        assert desc["status"] == "FAILED"
+        assert sfn.sequence() == [f"{POLL}!ExecutorUnavailable", NOTIFY]
+        assert sfn.retry_sleeps == []
 
 
 def test_aws_sdk_error_in_poll_is_retried_but_a_bug_is_not(aws: None) -> None:
@@ -145,23 +136,6 @@ def test_aws_sdk_error_in_poll_is_retried_but_a_bug_is_not(aws: None) -> None:
         assert sfn.sequence() == [f"{POLL}!ClientError", POLL, NOTIFY]
         assert len(sfn.retry_sleeps) == 1
         assert 0 <= sfn.retry_sleeps[0] <= 2
-
-
-def test_executor_unavailable_for_good_marks_the_job_failed(aws: None) -> None:
-    poll = scripted_poll([ExecutorUnavailable("tunnel down")] * 10)
-    with StateMachineHarness(tasks={POLL: poll, NOTIFY: ok_notify}) as sfn:
-        arn = sfn.start(START)
-        desc = sfn.wait(arn)
-
-        assert desc["status"] == "FAILED"
-        assert desc["error"] == "ExecutorUnavailable"
-        # One attempt plus MaxAttempts (6) retries, then the Catch.
-        assert sfn.sequence() == [f"{POLL}!ExecutorUnavailable"] * 7 + [NOTIFY]
-        (marked,) = sfn.invocations(NOTIFY)
-        assert marked["job_id"] == "job-1"
-        assert marked["final"] is True
-        assert marked["failure"]["Error"] == "ExecutorUnavailable"
-        assert "tunnel down" in marked["failure"]["Cause"]
 
 
 def test_uncaught_poll_error_runs_mark_failed_then_fails(aws: None) -> None:

@@ -74,6 +74,7 @@ def loop(plan, monkeypatch, lambda_context) -> Iterator[Loop]:
     ):
         tasks = {
             "PollFunctionArn": stack.handler("PollFunction"),
+            "FollowFunctionArn": stack.handler("FollowFunction"),
             "NotifyFunctionArn": stack.handler("NotifyFunction"),
         }
         with StateMachineHarness(tasks=tasks) as sfn:
@@ -91,7 +92,10 @@ def test_completed_job_delivers_status_and_the_executors_bytes(loop):
     assert loop.finish("ok-1")["status"] == "SUCCEEDED"
     job = loop.job("ok-1")
     assert job["status"] == "completed"
-    assert loop.sfn.states_entered(job["execution_arn"])[-2:] == ["NotifyFinal", "Succeeded"]
+    # Followed on ComfyUI's websocket: Follow itself sent the terminal update.
+    assert loop.sfn.states_entered(job["execution_arn"]) == ["Route", "Follow", "Next", "Succeeded"]
+    assert loop.pushed()[-1]["type"] == "job_update"
+    assert loop.pushed("job_update")[-1]["output_count"] == 2
     statuses = [m["status"] for m in loop.pushed("job_update")]
     assert statuses[0] == "queued"
     assert statuses[-1] == "completed"
@@ -185,7 +189,7 @@ def test_client_gone_mid_job_then_get_job_returns_everything(loop):
     assert all(o["value"]["uri"].startswith("https://") for o in snapshot["job"]["outputs"])
 
 
-def test_transient_executor_errors_are_retried_by_the_state_machine(loop, monkeypatch):
+def test_an_unreachable_executor_is_told_at_once_then_the_job_goes_on(loop, monkeypatch):
     real_status = ComfyUIExecutor.status
     failures = {"left": 2}
 
@@ -199,10 +203,17 @@ def test_transient_executor_errors_are_retried_by_the_state_machine(loop, monkey
     loop.submit("flaky-1", EMPTY_INVERT_SAVE)
     assert loop.finish("flaky-1")["status"] == "SUCCEEDED"
     assert loop.job("flaky-1")["status"] == "completed"
-    polls = [s for s in loop.sfn.sequence() if s.startswith("PollFunctionArn")]
-    assert polls[:2] == ["PollFunctionArn!ExecutorUnavailable"] * 2
-    assert polls[2] == "PollFunctionArn"
-    assert len(loop.sfn.retry_sleeps) >= 2
+    # No Step Functions Retry of ExecutorUnavailable: Follow records it and the client is told
+    # at once, Poll looks again after a wait (5 s), and once ComfyUI answers the job goes back
+    # to its websocket.
+    sequence = loop.sfn.sequence()
+    assert sequence[:2] == ["FollowFunctionArn", "PollFunctionArn"]
+    assert not any("!ExecutorUnavailable" in s for s in sequence)
+    assert loop.sfn.waits[:1] == [5]
+    messages = [m.get("message") or "" for m in loop.pushed("job_update")]
+    told = [m for m in messages if m.endswith("cannot be reached; retrying")]
+    assert len(told) == 1
+    assert loop.pushed("job_update")[-1]["status"] == "completed"
 
 
 def test_poll_retried_after_storing_half_the_outputs_stores_each_once(loop, monkeypatch):
@@ -224,7 +235,7 @@ def test_poll_retried_after_storing_half_the_outputs_stores_each_once(loop, monk
     assert job["status"] == "completed"
     assert len(job["outputs"]) == 2
     assert len(loop.stored_keys("half-1")) == 2
-    assert "PollFunctionArn!ClientError" in loop.sfn.sequence()
+    assert "FollowFunctionArn!ClientError" in loop.sfn.sequence()
     assert len(loop.pushed("output_update")) == 2
 
 
@@ -243,15 +254,20 @@ def test_a_poll_that_keeps_failing_is_caught_marked_failed_and_reported(loop, mo
 
 
 def test_a_job_poll_never_finishes_is_stopped_by_the_state_machine_and_marked_failed(loop, monkeypatch):
-    # Poll's own deadline is an hour away, and the executor says "running" forever: the
-    # state machine's max_polls (from run_job's execution input) still ends the job.
+    # Poll's own deadline is an hour away, and the executor says "running" forever: on the
+    # poll path (a ComfyUI without websockets) the state machine's max_polls (from run_job's
+    # execution input, counted with the fallback schedule capped at 1 s) still ends the job.
     from comfyroute.executors.base import ExecutorStatus
     from comfyroute.protocol import JobStatus
 
     ports = get_ports()
     ports.config = ports.config._replace(
-        poll_interval_start_seconds=1, poll_interval_cap_seconds=1, execution_timeout_seconds=4
+        poll_interval_start_seconds=1,
+        poll_interval_cap_seconds=1,
+        poll_fallback_cap_seconds=1,
+        execution_timeout_seconds=4,
     )
+    loop.comfy.websocket = False
     monkeypatch.setattr(ComfyUIExecutor, "status", lambda self, job_id, **kw: ExecutorStatus(state=JobStatus.RUNNING))
     loop.submit("endless-1", EMPTY_INVERT_SAVE)
     assert loop.finish("endless-1")["status"] == "FAILED"
@@ -263,6 +279,33 @@ def test_a_job_poll_never_finishes_is_stopped_by_the_state_machine_and_marked_fa
     assert execution_input["max_polls"] == 4
     assert sum(1 for s in loop.sfn.sequence() if s == "PollFunctionArn") == 4
     assert loop.pushed("job_update")[-1]["status"] == "failed"
+
+
+def test_follow_windows_do_not_spend_the_poll_budget(loop):
+    # max_polls counts Wait+Poll looks only (a Follow answer carries polls 0): a job followed
+    # on its websocket window after window past max_polls is ended by its own deadline, which
+    # Follow enforces (timed_out, cancelled on the executor), not by PollBudgetSpent.
+    ports = get_ports()
+    ports.config = ports.config._replace(
+        poll_interval_start_seconds=1,
+        poll_interval_cap_seconds=1,
+        poll_fallback_cap_seconds=1,
+        execution_timeout_seconds=2,
+        follow_window_seconds=0.3,
+        job_timeout_seconds=3,
+    )
+    loop.comfy.pause()  # the prompt stays pending: every window ends without news
+    loop.submit("windows-1", EMPTY_INVERT_SAVE)
+    assert loop.finish("windows-1")["status"] == "SUCCEEDED"
+    job = loop.job("windows-1")
+    assert job["status"] == "timed_out"
+    states = loop.sfn.states_entered(job["execution_arn"])
+    history = loop.sfn.history(job["execution_arn"])
+    max_polls = json.loads(history[0]["executionStartedEventDetails"]["input"])["max_polls"]
+    assert max_polls == 2
+    assert states.count("Follow") > max_polls
+    assert "PollBudgetSpent" not in states
+    assert job_key(USER, "windows-1") in loop.comfy.deletes
 
 
 def test_a_job_without_output_files_says_why(loop):
@@ -279,25 +322,44 @@ def test_a_job_without_output_files_says_why(loop):
     assert "SaveImageWebsocket" in loop.pushed("job_update")[-1]["message"]
 
 
-def test_a_slow_local_job_reports_node_progress_to_the_client(loop):
-    # Three nodes of 0.5 s with sampler-like steps: polls while it runs peek at the prompt's
-    # websocket, and each change of node or step goes to the client as node_progress.
+def test_a_slow_local_job_streams_node_updates_and_every_step_to_the_client(loop):
+    # Three nodes of 0.3 s with sampler-like steps: Follow holds the prompt's websocket and
+    # pushes each node's states and steps as ComfyUI sends them, the output as soon as its
+    # node ran, and the terminal update after all of it.
     loop.comfy.engine.node_seconds = 0.5
-    loop.comfy.engine.progress_steps = 2
+    loop.comfy.engine.progress_steps = 3
     loop.submit("progress-1", EMPTY_INVERT_SAVE)
     assert loop.finish("progress-1")["status"] == "SUCCEEDED"
     assert loop.job("progress-1")["status"] == "completed"
     assert f"comfyroute-{job_key(USER, 'progress-1')}" in loop.comfy.ws_clients
-    progress = loop.pushed("node_progress")
-    assert progress, "no node_progress reached the client"
-    for message in progress:
-        assert message["job_id"] == "progress-1"
-        assert message["node_id"] in EMPTY_INVERT_SAVE
-        assert message["total"] in (1, 2)
-        assert 0 <= message["progress"] <= message["total"]
-    # Each node_progress rides with a running job_update, and all come before the final one.
     pushed = loop.pushed()
-    last_progress = max(i for i, m in enumerate(pushed) if m["type"] == "node_progress")
-    assert pushed[last_progress - 1] == {**pushed[last_progress - 1], "type": "job_update", "status": "running"}
-    assert pushed[-1]["type"] in ("job_update", "output_update")
-    assert [m["status"] for m in pushed if m["type"] == "job_update"][-1] == "completed"
+    nodes = [(m["node_id"], m["status"]) for m in pushed if m["type"] == "node_update"]
+    # The loop starts a moment after the prompt: the first node may have run before the socket
+    # was open. From there on every state of every node, once.
+    assert nodes[-2:] == [("3", "running"), ("3", "completed")]
+    assert len(nodes) == len(set(nodes))
+    for node in {n for n, _ in nodes}:
+        steps = [m["progress"] for m in pushed if m["type"] == "node_progress" and m["node_id"] == node]
+        assert steps
+        assert steps[-1] == 3
+    types = [m["type"] for m in pushed]
+    assert types.index("output_update") < len(types) - 1
+    assert pushed[-1]["type"] == "job_update"
+    assert pushed[-1]["status"] == "completed"
+    assert pushed[-1]["output_count"] == 2
+
+
+def test_a_comfyui_without_websockets_is_polled_to_the_end(loop):
+    loop.comfy.websocket = False
+    loop.comfy.engine.node_seconds = 0.5
+    loop.submit("nows-1", EMPTY_INVERT_SAVE)
+    assert loop.finish("nows-1")["status"] == "SUCCEEDED"
+    job = loop.job("nows-1")
+    assert (job["status"], job["follow_by"]) == ("completed", "poll")
+    states = loop.sfn.states_entered(job["execution_arn"])
+    assert states[:4] == ["Route", "Follow", "Next", "Wait"]
+    assert states[-2:] == ["NotifyFinal", "Succeeded"]
+    assert states.count("Follow") == 1
+    types = [m["type"] for m in loop.pushed()]
+    assert types[-1] == "job_update"
+    assert types.count("output_update") == 2

@@ -284,6 +284,7 @@ class MemoryStateMachine:
     def __init__(self) -> None:
         self.started: dict[str, dict[str, Any]] = {}
         self.stopped: list[tuple[str, str]] = []
+        self.woken: dict[str, dict[str, Any]] = {}
         self.refuse_with: str | None = None  # the error code the next start fails with
 
     def start(self, job_id: str, payload: dict[str, Any]) -> str:
@@ -295,6 +296,12 @@ class MemoryStateMachine:
 
     def stop(self, execution_id: str, cause: str) -> None:
         self.stopped.append((execution_id, cause))
+
+    def wake(self, task_token: str, output: dict[str, Any]) -> bool:
+        if task_token in self.woken:
+            return False
+        self.woken[task_token] = output
+        return True
 
 
 class RecordingPusher:

@@ -248,6 +248,19 @@ def test_runpod_sends_the_files_as_worker_comfyui_images(rsps: responses.Request
     assert run["policy"]["executionTimeout"] == 600_000
 
 
+def test_runpod_files_and_a_webhook_go_in_one_run_body(rsps: responses.RequestsMock) -> None:
+    # A RunPod job with input files is followed by its webhook like any other (issue 10 + 13).
+    rsps.add(responses.POST, f"{RUNPOD_BASE}/ep_1/run", json={"id": "rp-job-1", "status": "IN_QUEUE"})
+    hook = "https://callback.test/runpod/callback/j1/s3cr3t"
+    files = [InputFile(name="input.png", data=PNG, content_type="image/png")]
+    assert runpod().submit_with_files(PROMPT, JOB, files, webhook=hook) == "rp-job-1"
+    run = json.loads(sent(rsps.calls[0]))
+    assert run["webhook"] == hook
+    assert run["input"]["images"] == [{"name": "input.png", "image": base64.b64encode(PNG).decode()}]
+    assert runpod().submit_with_files(PROMPT, JOB, [], webhook=hook) == "rp-job-1"
+    assert json.loads(sent(rsps.calls[1]))["webhook"] == hook
+
+
 def test_runpod_refuses_a_body_over_its_limit_before_sending(rsps: responses.RequestsMock) -> None:
     # 8.0 MB of files is 10.7 MB in base64: over RunPod's 10 MB (10,485,760 bytes) /run limit.
     files = [InputFile(name="big.png", data=b"\0" * 5_500_000), InputFile(name="mask.png", data=b"\0" * 2_500_000)]

@@ -66,6 +66,21 @@ class Config(NamedTuple):
     # Networks (CIDRs, comma-separated) an executor's output URL may point into although they are
     # not public, over http too: the tests' loopback servers, a deployment's own private store.
     untrusted_fetch_allow: str = ""
+    # Following (docs/following.md). The Follow task holds ComfyUI's /ws this long per
+    # invocation (well under its Lambda timeout) and sends at most this many sampler steps a
+    # second per job.
+    follow_window_seconds: float = 240.0
+    follow_progress_per_second: float = 2.0
+    # The poll loop (ComfyUI without a usable /ws, RunPod without a callback route) waits
+    # 1, 2, 3, 4, 6, 8, 12 ... s, at most this long.
+    poll_fallback_cap_seconds: int = 15
+    # An executor that cannot be reached is retried (the client is told at once) and the job
+    # fails once this has passed.
+    executor_unreachable_deadline_seconds: int = 120
+    # Where RunPod's webhook reaches this stack (the callback function's URL; empty: RunPod
+    # jobs are polled) and how often a job waiting for it is still looked at.
+    runpod_callback_base_url: str = ""
+    runpod_slow_poll_seconds: int = 180
 
     # `comfyroute dev --nodetool` only (never set by template.yaml): a connection from loopback
     # without a token is this user, as nodetool's client sends no key on localhost.
@@ -112,4 +127,12 @@ class Config(NamedTuple):
             upload_retention_days=_env_int("UPLOAD_RETENTION_DAYS", d.upload_retention_days),
             object_info_ttl_seconds=_env_int("OBJECT_INFO_TTL_SECONDS", d.object_info_ttl_seconds),
             untrusted_fetch_allow=e("UNTRUSTED_FETCH_ALLOW", d.untrusted_fetch_allow),
+            follow_window_seconds=_env_float("FOLLOW_WINDOW_SECONDS", d.follow_window_seconds),
+            follow_progress_per_second=_env_float("FOLLOW_PROGRESS_PER_SECOND", d.follow_progress_per_second),
+            poll_fallback_cap_seconds=_env_int("POLL_FALLBACK_CAP_SECONDS", d.poll_fallback_cap_seconds),
+            executor_unreachable_deadline_seconds=_env_int(
+                "EXECUTOR_UNREACHABLE_DEADLINE_SECONDS", d.executor_unreachable_deadline_seconds
+            ),
+            runpod_callback_base_url=e("RUNPOD_CALLBACK_BASE_URL", d.runpod_callback_base_url),
+            runpod_slow_poll_seconds=_env_int("RUNPOD_SLOW_POLL_SECONDS", d.runpod_slow_poll_seconds),
         )

@@ -117,12 +117,16 @@ def _errors(problems: Sequence[NodeProblem] | None, omitted: int | None = None) 
 
 
 def job_update(job: JobRecord, *, request: str | None = None, output_count: int | None = None) -> JobUpdate:
-    """The job's state; ``request`` names the command it answers, if it is a reply."""
+    """The job's state; ``request`` names the command it answers, if it is a reply. A terminal
+    one carries RunPod's own timings when RunPod ran it."""
+    terminal = job.status.terminal
     return JobUpdate(
         **_state(job),
         queue_position=job.queue_position if job.status is JobStatus.QUEUED else None,
         request=request,
         output_count=output_count,
+        delay_ms=job.delay_ms if terminal else None,
+        execution_ms=job.execution_ms if terminal else None,
     )
 
 
@@ -134,6 +138,11 @@ def final_pushes(
     ``completed``)."""
     updates = output_updates(job, store, presign_seconds)
     return [*final_node_updates(job), *updates, job_update(job, output_count=len(updates))]
+
+
+def step_progress(job: JobRecord, node_id: str, value: float, total: float) -> NodeProgress:
+    """One step of a node that reports steps (a sampler), as the executor streamed it."""
+    return NodeProgress(job_id=job.wire_id, workflow_id=job.workflow_id, node_id=node_id, progress=value, total=total)
 
 
 def node_progress(job: JobRecord) -> NodeProgress | None:
@@ -164,21 +173,23 @@ def job_output(output: OutputFile, uri: str | None) -> JobOutput:
 def output_updates(job: JobRecord, store: OutputStore, presign_seconds: int) -> list[OutputUpdate]:
     """One ``output_update`` per output: a presigned URL always, the bytes inline (base64)
     only when the whole message still fits in one WebSocket frame."""
-    updates = []
-    for stored in job.outputs:
-        out = job_output(stored, store.presign(stored, presign_seconds))
-        metadata = OutputMetadata(filename=stored.filename, content_type=stored.content_type, size=stored.size)
-        update = OutputUpdate(job_id=job.wire_id, workflow_id=job.workflow_id, metadata=metadata, **_fields(out))
-        head = len(encode(update).encode())
-        # base64 grows by 4/3; 16 bytes more for the `"data":"",` key and 32 for the job_seq
-        # the stream adds when it is pushed.
-        if stored.key and stored.size and head + (stored.size + 2) // 3 * 4 + 48 <= MAX_MESSAGE_BYTES:
-            data = store.read(stored)
-            if data is not None:
-                value = update.value.model_copy(update={"data": base64.b64encode(data).decode()})
-                update = update.model_copy(update={"value": value})
-        updates.append(update)
-    return updates
+    return [output_update(job, stored, store, presign_seconds) for stored in job.outputs]
+
+
+def output_update(job: JobRecord, stored: OutputFile, store: OutputStore, presign_seconds: int) -> OutputUpdate:
+    """The ``output_update`` of one stored output (see ``output_updates``)."""
+    out = job_output(stored, store.presign(stored, presign_seconds))
+    metadata = OutputMetadata(filename=stored.filename, content_type=stored.content_type, size=stored.size)
+    update = OutputUpdate(job_id=job.wire_id, workflow_id=job.workflow_id, metadata=metadata, **_fields(out))
+    head = len(encode(update).encode())
+    # base64 grows by 4/3; 16 bytes more for the `"data":"",` key and 32 for the job_seq
+    # the stream adds when it is pushed.
+    if stored.key and stored.size and head + (stored.size + 2) // 3 * 4 + 48 <= MAX_MESSAGE_BYTES:
+        data = store.read(stored)
+        if data is not None:
+            value = update.value.model_copy(update={"data": base64.b64encode(data).decode()})
+            update = update.model_copy(update={"value": value})
+    return update
 
 
 def _fields(out: JobOutput) -> dict[str, Any]:

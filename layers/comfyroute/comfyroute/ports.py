@@ -187,6 +187,11 @@ class StateMachine(Protocol):
         """Stop the loop; one that has already ended is left alone."""
         ...
 
+    def wake(self, task_token: str, output: dict[str, Any]) -> bool:
+        """End the loop's wait for ``task_token`` with ``output``; False when that wait is
+        already over (timed out, or woken by someone else)."""
+        ...
+
 
 class Pusher(Protocol):
     def send_all(self, connection_id: str, messages: Sequence[BaseModel]) -> bool:

@@ -702,6 +702,9 @@ class JobUpdate(JobState):
     output_count: int | None = None
     # Per job, 1, 2, 3, ... on every message of the job's stream (nodetool's replay cursor).
     job_seq: int | None = None
+    # RunPod's own timings of a finished job (queued until a worker took it; running), in ms.
+    delay_ms: int | None = None
+    execution_ms: int | None = None
 
 
 class NodeProgress(_Model):

@@ -75,6 +75,7 @@ class FakeComfyUI:
         required_headers: dict[str, str] | None = None,
         prefix: str = "",
         cache: bool = False,
+        websocket: bool = True,
     ) -> None:
         self.host, self._port = host, port
         self.required_headers = dict(required_headers or {})
@@ -90,6 +91,9 @@ class FakeComfyUI:
         self.files: list[str] = []
         self.requests: list[tuple[str, str]] = []
         self.ws_clients: list[str] = []
+        # False: /ws upgrades are refused with 403, as by a tunnel that passes no websockets
+        # (HTTP keeps working). May be changed while the server runs.
+        self.websocket = websocket
         self._httpd: LoopbackServer | None = None
 
     def __repr__(self) -> str:  # never shows the required header values
@@ -110,6 +114,12 @@ class FakeComfyUI:
             self._httpd.stop()
             self._httpd = None
         self.engine.stop()
+
+    def drop_websockets(self) -> int:
+        """Cut every open websocket without a closing handshake (a tunnel dropping them) while
+        HTTP keeps working; answers how many were cut. New sockets are still accepted unless
+        ``websocket`` is False."""
+        return self.sockets.drop_all()
 
     def __enter__(self) -> FakeComfyUI:
         return self.start()
@@ -202,6 +212,8 @@ class FakeComfyUI:
         client, then the events of that client's prompts until the client closes."""
         if "websocket" not in h.headers.get("Upgrade", "").lower():
             raise Reply(400, b"No WebSocket UPGRADE hdr: None", TEXT_TYPE)  # aiohttp's answer
+        if not self.websocket:
+            raise Reply(403, b"Forbidden", TEXT_TYPE)
         connection = take_over(h)
         h.close_connection = True
         sid = query.get("clientId") or uuid.uuid4().hex

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,14 @@ class ClientSockets:
             connections = list(self._sockets.values())
         for connection in connections:
             connection.close(CloseCode.GOING_AWAY)
+
+    def drop_all(self) -> int:
+        with self._lock:
+            connections = list(self._sockets.values())
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.socket.shutdown(socket.SHUT_RDWR)
+        return len(connections)
 
     @staticmethod
     def _send(connection: ServerConnection, frame: str | bytes) -> None:

@@ -63,6 +63,7 @@ class FakeRunPod:
         s3_urls: bool = False,
         retention_seconds: float = 30 * 60,
         webhook_retry_seconds: float = 10.0,
+        webhooks: bool = True,
     ) -> None:
         self.host, self._port = host, port
         self._api_key = api_key
@@ -74,6 +75,8 @@ class FakeRunPod:
         self.s3_urls = s3_urls
         self.retention_seconds = retention_seconds
         self.webhook_retry_seconds = webhook_retry_seconds
+        # False: webhooks are never called (a lost callback); the job is still found by polling.
+        self.deliver_webhooks = webhooks
         self._engine: ComfyEngine | None = None
         if comfy is not None:
             self._comfy: ComfyPort = HttpComfy(comfy)
@@ -293,7 +296,7 @@ class FakeRunPod:
         return "base64", base64.b64encode(data).decode()
 
     def _deliver_webhook(self, job: Job) -> None:
-        if not job.webhook:
+        if not job.webhook or not self.deliver_webhooks:
             return
         url = job.webhook
         host = urlsplit(url).hostname or ""

@@ -100,13 +100,50 @@ def test_outputs_that_cannot_be_fetched_fail_the_job(ports: MemoryPorts) -> None
     assert "could not be fetched: output file 'a.png' is over the limit" in (ports.jobs.records[key("j1")].error or "")
 
 
-def test_an_unreachable_executor_while_fetching_outputs_is_left_to_the_state_machines_retry(ports: MemoryPorts) -> None:
+def test_an_unreachable_executor_while_fetching_outputs_is_recorded_and_told_once(ports: MemoryPorts) -> None:
     stored_job(ports)
     ports.executor.statuses = [ExecutorStatus(state=JobStatus.COMPLETED)]
     ports.executor.files = ExecutorUnavailable("tunnel down")
-    with pytest.raises(ExecutorUnavailable):
-        poll_job(ports, key("j1"), 0)
-    assert ports.jobs.records[key("j1")].status is JobStatus.QUEUED
+    first = poll_job(ports, key("j1"), 0)
+    job = ports.jobs.records[key("j1")]
+    assert (first.done, first.notify, first.wait_seconds) == (False, True, 5)
+    assert job.status is JobStatus.QUEUED
+    assert job.unreachable_since is not None
+    assert job.message == "the local executor cannot be reached; retrying"
+    second = poll_job(ports, key("j1"), 1)
+    assert (second.done, second.notify) == (False, False)  # told once
+
+
+def test_an_unreachable_executor_fails_the_job_at_the_deadline(ports: MemoryPorts) -> None:
+    stored_job(ports, unreachable_since=time.time() - 121)
+    ports.executor.statuses = [ExecutorStatus(state=JobStatus.RUNNING)]
+    ports.executor.files = ExecutorUnavailable("tunnel down")
+
+    def down(executor_job_id: str, *, submitted_at: float | None = None) -> ExecutorStatus:
+        raise ExecutorUnavailable("tunnel down")
+
+    ports.executor.status = down  # type: ignore[method-assign]
+    result = poll_job(ports, key("j1"), 4)
+    job = ports.jobs.records[key("j1")]
+    assert (result.done, result.status) == (True, JobStatus.FAILED)
+    assert "could not be reached for 121 s (the limit is 120 s)" in (job.error or "")
+
+
+def test_a_reachable_executor_again_clears_the_mark_and_sends_comfyui_back_to_its_socket(ports: MemoryPorts) -> None:
+    stored_job(ports, status=JobStatus.RUNNING, unreachable_since=time.time() - 10, message="x cannot be reached")
+    ports.executor.statuses = [ExecutorStatus(state=JobStatus.RUNNING)]
+    result = poll_job(ports, key("j1"), 2)
+    job = ports.jobs.records[key("j1")]
+    assert (result.done, result.notify, result.next) == (False, True, "follow")
+    assert job.unreachable_since is None
+    assert job.message is None
+
+
+def test_a_comfyui_job_polled_because_its_socket_failed_stays_polled(ports: MemoryPorts) -> None:
+    stored_job(ports, status=JobStatus.RUNNING, follow_by="poll")
+    ports.executor.statuses = [ExecutorStatus(state=JobStatus.RUNNING)]
+    result = poll_job(ports, key("j1"), 2)
+    assert (result.next, result.wait_seconds) == (None, 3)  # the fallback schedule: 1, 2, 3, 4, 6 ...
 
 
 def test_the_executors_failure_is_recorded_with_its_error(ports: MemoryPorts) -> None:

@@ -85,3 +85,26 @@ def test_a_client_found_gone_is_remembered_so(ports: MemoryPorts) -> None:
     assert (result.delivered, result.reason) == (False, "connection gone")
     assert ports.connections.records[CONN].gone
     assert notify_job(ports, key("j1"), final=False).reason == "connection gone"
+
+
+def test_the_terminal_update_comes_after_every_output_and_counts_them(ports: MemoryPorts) -> None:
+    outputs = [stored_output(ports, "a.png", b"a"), stored_output(ports, "b.png", b"b")]
+    stored_job(ports, status=JobStatus.COMPLETED, outputs=outputs, finished_at=1.0, delay_ms=120, execution_ms=900)
+    notify_job(ports, key("j1"), final=True)
+    types = [m["type"] for m in ports.pusher.messages(CONN) if m["type"] != "node_update"]
+    assert types == ["output_update", "output_update", "job_update"]
+    assert ports.pusher.messages(CONN)[-1]["type"] == "job_update"
+    final = ports.pusher.messages(CONN, "job_update")[-1]
+    assert (final["status"], final["output_count"], final["delay_ms"], final["execution_ms"]) == (
+        "completed",
+        2,
+        120,
+        900,
+    )
+
+
+def test_a_running_update_carries_no_output_count(ports: MemoryPorts) -> None:
+    stored_job(ports, status=JobStatus.RUNNING)
+    notify_job(ports, key("j1"), final=False)
+    (update,) = ports.pusher.messages(CONN, "job_update")
+    assert "output_count" not in update

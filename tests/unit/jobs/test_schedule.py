@@ -102,12 +102,13 @@ def test_status_message_prefers_the_executors_then_the_queue_position():
 
 def _waited_before(polls: int, start: int, cap: int) -> int:
     """Seconds the loop has waited when Poll answers with ``polls``: the input's first wait,
-    then one scheduled wait after each earlier poll."""
-    return start + sum(schedule.next_wait(i, start, cap) for i in range(polls - 1))
+    then the wait Poll answered after each earlier poll (poll_job's ``fallback_wait(polls)``
+    for the ``polls`` it was given, i.e. one less than it answers)."""
+    return start + sum(schedule.fallback_wait(i, cap, start) for i in range(polls - 1))
 
 
 @pytest.mark.parametrize(
-    ("seconds", "start", "cap"), [(4500, 1, 30), (1200, 1, 300), (87300, 1, 1), (10, 5, 5), (1, 1, 30), (4500, 7, 60)]
+    ("seconds", "start", "cap"), [(4500, 1, 15), (1200, 1, 300), (87300, 1, 1), (10, 5, 5), (1, 1, 15), (4500, 7, 60)]
 )
 def test_poll_budget_never_runs_out_before_the_execution_timeout(seconds, start, cap):
     budget = schedule.poll_budget(seconds, start, cap)
@@ -117,11 +118,28 @@ def test_poll_budget_never_runs_out_before_the_execution_timeout(seconds, start,
     assert budget == 1 or _waited_before(budget - 1, start, cap) < seconds
 
 
-def test_poll_budget_for_the_default_schedule():
-    # 1, 1, 2, 4, 8, 16 s (32 s waited after 6 polls), then 30 s each: 75 min is ~151 polls.
-    assert schedule.poll_budget(4500, 1, 30) == 6 + -(-(4500 - 32) // 30)
+def test_poll_budget_counts_the_gentler_fallback_schedule():
+    # Input 1 s, then 1, 2, 3, 4, 6, 8, 12 s (37 s waited at 8 polls), then 15 s each: 75 min is
+    # 8 + ceil((4500 - 37) / 15) = 306 polls. Counted with next_wait's doubling up to 30 s it
+    # would be ~155, which the fallback loop spends in ~40 min: the job would fail early.
+    assert schedule.poll_budget(4500, 1, 15) == 8 + -(-(4500 - 37) // 15) == 306
+    assert _waited_before(155, 1, 15) < 4500
 
 
 def test_no_poll_budget_without_waits():
     assert schedule.poll_budget(4500, 0, 30) is None
     assert schedule.poll_budget(4500, 1, 0) is None
+
+
+def test_the_fallback_schedule_grows_gently_up_to_its_cap() -> None:
+    from comfyroute.jobs.schedule import fallback_wait
+
+    assert [fallback_wait(n, 15) for n in range(10)] == [1, 2, 3, 4, 6, 8, 12, 15, 15, 15]
+    assert fallback_wait(10_000, 15) == 15  # no overflow for a week-long job
+    assert [fallback_wait(n, 4) for n in range(5)] == [1, 2, 3, 4, 4]
+
+
+def test_an_unreachable_executor_is_looked_at_after_5_10_20_then_30_seconds() -> None:
+    from comfyroute.jobs.schedule import unreachable_wait
+
+    assert [unreachable_wait(t) for t in (0, 4.9, 5, 14.9, 15, 34.9, 35, 500)] == [5, 5, 10, 10, 20, 20, 30, 30]

@@ -103,9 +103,18 @@ def test_a_job_is_recorded_submitted_and_followed_and_the_client_told_without_re
     )
     assert job.message == "submitted to the local executor"
     assert ports.executor.submitted == [(PROMPT, key("j1"))]
-    # max_polls: the loop's own limit, the polls whose waits cover job timeout + 15 minutes.
-    started = {key("j1"): {"job_id": key("j1"), "polls": 0, "wait_seconds": 1, "max_polls": 155}}
-    assert ports.state_machine.started == started
+    # Route sends a ComfyUI job to the Follow task (its websocket); max_polls: the loop's own
+    # limit, the fallback-schedule polls whose waits cover job timeout + 15 minutes.
+    assert ports.state_machine.started == {
+        key("j1"): {
+            "job_id": key("j1"),
+            "polls": 0,
+            "follows": 0,
+            "wait_seconds": 1,
+            "executor": "comfyui",
+            "max_polls": 306,
+        }
+    }
     (update,) = sent(ports)
     assert (update["type"], update["status"], update["executor"]) == ("job_update", "queued", "local")
     assert (update["job_id"], update["request"]) == ("j1", "run_job")

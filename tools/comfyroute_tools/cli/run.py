@@ -55,6 +55,7 @@ from comfyroute.protocol import (
     JobUpdate,
     JobView,
     NodeProgress,
+    NodeUpdate,
     OutputUpdate,
     RunJob,
     RunJobData,
@@ -405,6 +406,8 @@ class PlainReporter:
             if text != self._status:
                 self._status = text
                 self._line(text)
+        elif isinstance(msg, NodeUpdate):
+            self._line(_node_text(msg))
         elif isinstance(msg, NodeProgress):
             # A sampler reports every step: print each node's progress in tenths only.
             tenth = int(10 * msg.progress / msg.total) if msg.total > 0 else 0
@@ -421,6 +424,12 @@ class PlainReporter:
 
     def stop(self) -> None:
         pass
+
+
+def _node_text(msg: NodeUpdate) -> str:
+    name = msg.node_name or msg.node_type
+    text = f"node {msg.node_id}{f' ({name})' if name else ''}: {msg.status}"
+    return f"{text}: {msg.error}" if msg.error else text
 
 
 class RichReporter:
@@ -504,8 +513,14 @@ class RichReporter:
                 self.node = ""
                 self.progress.update(self.task, total=1, completed=1 if msg.status is JobStatus.COMPLETED else 0)
             self.progress.update(self.task, description=self._describe())
+        elif isinstance(msg, NodeUpdate):
+            if msg.status == "running":
+                self.node = f"{msg.node_id} {msg.node_name or msg.node_type or ''}".strip()
+                self.progress.update(self.task, total=None, completed=0, description=self._describe())
+            elif msg.status == "error":
+                self.console.print(escape(_node_text(msg)))
         elif isinstance(msg, NodeProgress):
-            self.node = msg.node_id
+            self.node = msg.node_id if not self.node.startswith(f"{msg.node_id} ") else self.node
             self.progress.update(
                 self.task, total=msg.total or None, completed=msg.progress, description=self._describe()
             )

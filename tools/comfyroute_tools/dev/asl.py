@@ -23,7 +23,7 @@ DEFAULT_DEFINITION_PATH = Path(__file__).resolve().parents[3] / "statemachine" /
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
 
 # The placeholders template.yaml fills; the dev stack must give the same set.
-REQUIRED_SUBSTITUTIONS: frozenset[str] = frozenset({"PollFunctionArn", "NotifyFunctionArn"})
+REQUIRED_SUBSTITUTIONS: frozenset[str] = frozenset({"PollFunctionArn", "FollowFunctionArn", "NotifyFunctionArn"})
 
 
 class DefinitionError(ValueError):

@@ -214,8 +214,12 @@ class Gateway:
         *,
         on_post: PostHook | None = None,
         ready: bool = True,
+        function_urls: Mapping[str, RouteHandler] | None = None,
     ) -> None:
         self.routes = dict(routes)
+        # POST path prefix -> a function behind a Lambda function URL (payload format 2.0),
+        # e.g. RunPod's webhook at /runpod/callback/...
+        self.function_urls = dict(function_urls or {})
         self.authorizer = authorizer
         self.config = config or GatewayConfig()
         self.on_post = on_post
@@ -261,6 +265,8 @@ class Gateway:
             app.router.add_post(path, self._post_to_connection)
             app.router.add_get(path, self._get_connection)
             app.router.add_delete(path, self._delete_connection)
+        for prefix in self.function_urls:
+            app.router.add_post(prefix.rstrip("/") + "/{tail:.*}", self._function_url)
         app.router.add_get("/{tail:.*}", self._root)
         return app
 
@@ -346,6 +352,35 @@ class Gateway:
         return await loop.run_in_executor(self._pool, fn, event)
 
     # -- HTTP routes -----------------------------------------------------------------------
+
+    async def _function_url(self, request: web.Request) -> web.StreamResponse:
+        """A Lambda function URL request: the 2.0 event in, the handler's proxy answer out."""
+        fn = next((f for prefix, f in self.function_urls.items() if request.path.startswith(prefix)), None)
+        if fn is None or not self.ready.is_set():
+            return web.Response(status=503 if fn is not None else 404)
+        body = await request.content.read()
+        now = time.time()
+        event = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": request.path,
+            "rawQueryString": request.query_string,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "requestContext": {
+                "http": {"method": request.method, "path": request.path, "sourceIp": request.remote or ""},
+                "requestId": uuid.uuid4().hex,
+                "timeEpoch": int(now * 1000),
+            },
+            "body": base64.b64encode(body).decode() if body else None,
+            "isBase64Encoded": bool(body),
+        }
+        try:
+            answer = await self._run(fn, event)
+        except Exception:
+            log.exception("function URL handler failed")
+            return web.Response(status=502)
+        answer = answer if isinstance(answer, dict) else {}
+        return web.Response(status=int(answer.get("statusCode", 200)), text=str(answer.get("body") or ""))
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -21,6 +21,7 @@ import copy
 import importlib.util
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -282,5 +283,34 @@ def patch_moto_invoke(registry: FunctionRegistry) -> Iterator[FunctionRegistry]:
     with (
         mock.patch.object(LambdaBackend, "invoke", wrap(LambdaBackend.invoke)),
         mock.patch.object(LambdaSimpleBackend, "invoke", wrap(LambdaSimpleBackend.invoke)),
+        mock.patch.object(_lambda_eval_utils(), "boto_client_for", _cached_clients()),
     ):
         yield registry
+
+
+def _lambda_eval_utils() -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    return lambda_eval_utils
+
+
+def _cached_clients() -> Callable[..., Any]:
+    """moto's ``boto_client_for`` builds a new boto3 client for every Lambda task (10-30 ms of
+    CPU each, on every state of the loop); one client per region and mode does (boto3 clients
+    are thread-safe)."""
+    from moto.core.models import botocore_stubber
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    build = boto_client.boto_client_for
+    cache: dict[tuple[str, str, bool, str], Any] = {}
+    lock = threading.Lock()
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # moto's own builder takes fixed test credentials whatever the state's are.
+        key = (region, service, bool(botocore_stubber.enabled), os.environ.get("MOTO_PORT", ""))
+        with lock:
+            if key not in cache:
+                cache[key] = build(region=region, service=service)
+            return cache[key]
+
+    return client_for

@@ -34,6 +34,7 @@ from typing import Any
 import boto3
 import requests
 
+from comfyroute.executors.runpod_webhook import CALLBACK_PATH
 from comfyroute_tools.dev.gateway import BinaryFrames, Gateway, GatewayConfig
 from comfyroute_tools.dev.lambdas import (
     DEFAULT_ACCOUNT_ID,
@@ -443,7 +444,12 @@ class DevStack:
             binary_frames=self.binary_frames,
             management_key=self.management_key if self.signed_management else None,
         )
-        self.gateway = Gateway(routes, authorizer, config, on_post=self._on_post, ready=False)
+        # Functions with a function URL (RunPod's webhook) are served on the gateway's port.
+        callback = next((lid for lid, f in self.plan.functions.items() if f.function_url), None)
+        function_urls = {CALLBACK_PATH + "/": self._route_caller(callback)} if callback else {}
+        self.gateway = Gateway(
+            routes, authorizer, config, on_post=self._on_post, ready=False, function_urls=function_urls
+        )
         try:
             self.gateway.start(self.host, self.port)
         except OSError as exc:
@@ -467,6 +473,8 @@ class DevStack:
         env = _merge_env(self.plan.functions)
         env.update(_POWERTOOLS_DEV_ENV)
         env["WEBSOCKET_ENDPOINT"] = self.gateway.http_url
+        if self.gateway.function_urls:
+            env["RUNPOD_CALLBACK_BASE_URL"] = self.gateway.http_url
         if self.runpod_api_base:
             env["RUNPOD_API_BASE"] = self.runpod_api_base
         if self.handler_log_level:

@@ -98,6 +98,9 @@ class FunctionSpec:
     environment: dict[str, str]
     memory_mb: int = 128
     timeout_seconds: int = 3
+    # FunctionUrlConfig: the function answers HTTP requests of its own (the dev gateway serves
+    # them on its port).
+    function_url: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,11 @@ class Resolver:
         key = f"{logical_id}.{attr}"
         if key in self.overrides:
             return self.overrides[key]
+        base = logical_id.removesuffix("Url")
+        if logical_id not in self.resources and base != logical_id and base in self.resources:
+            # SAM's FunctionUrlConfig makes <Function>Url; the dev stack serves it on its gateway
+            # and sets the real address when the gateway listens.
+            return f"https://{self.physical_name(base)}.lambda-url.{self.region}.on.aws/"
         if logical_id not in self.resources:
             raise TemplateError(f"Fn::GetAtt on {logical_id!r}, which is not a resource")
         rtype = self.resources[logical_id].get("Type", "")
@@ -425,6 +433,7 @@ def _function_spec(
         environment=resolved_env,
         memory_mb=int(res.resolve(merged.get("MemorySize", 128))),
         timeout_seconds=int(res.resolve(merged.get("Timeout", 3))),
+        function_url=bool(props.get("FunctionUrlConfig")),
     )
 
 

@@ -37,3 +37,13 @@ class StepFunctionsLoop:
         except ClientError as exc:
             if aws.error_code(exc) != "ExecutionDoesNotExist":
                 raise
+
+    def wake(self, task_token: str, output: dict[str, Any]) -> bool:
+        try:
+            self.client.send_task_success(taskToken=task_token, output=json.dumps(output))
+        except ClientError as exc:
+            # The wait ended already (its timeout fired, or the other side woke it first).
+            if aws.error_code(exc) in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+                return False
+            raise
+        return True

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 class PollEvent(BaseModel):
     job_id: str
     polls: int = 0
+    # Set by the Arm state (waitForTaskToken): store it and wait for RunPod's webhook.
+    task_token: str | None = None
+
+
+class FollowEvent(BaseModel):
+    job_id: str
+    follows: int = 0
 
 
 class NotifyEvent(BaseModel):
@@ -30,7 +37,7 @@ class NotifyEvent(BaseModel):
     failure: dict[str, Any] | None = None
 
 
-E = TypeVar("E", PollEvent, NotifyEvent)
+E = TypeVar("E", PollEvent, NotifyEvent, FollowEvent)
 
 
 def task_handler(event_model: type[E], task: Callable[[Ports, E], BaseModel], *, uses: Iterable[Port]) -> Handler:

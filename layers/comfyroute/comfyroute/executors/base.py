@@ -72,6 +72,9 @@ class ExecutorStatus(BaseModel):
     progress: Progress | None = None
     # Per node, once the prompt has ended, when the executor reports it.
     nodes: dict[str, NodeOutcome] | None = None
+    # RunPod's timings of a finished job (delayTime, executionTime), in ms.
+    delay_ms: int | None = None
+    execution_ms: int | None = None
 
 
 class OutputFile(BaseModel):

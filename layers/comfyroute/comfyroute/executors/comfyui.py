@@ -65,9 +65,14 @@ from comfyroute.text import clip, one_line, redact
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
+    from comfyroute.executors.comfyui_stream import SocketTarget
+
 logger = Logger(child=True)
 
 DEFAULT_PORT_HINT = COMFYUI_ADDR
+# The Follow task's HTTP timeouts (connect, read): with the socket's 3 s connect this keeps
+# "ComfyUI cannot be reached" under 10 s.
+FOLLOW_TIMEOUT = (3.0, 10.0)
 # One retry after a connection/read error on POST /prompt, and only after /queue and
 # /history showed the first POST did not arrive.
 SUBMIT_ATTEMPTS = 2
@@ -717,6 +722,7 @@ class ComfyUIExecutor:
         # the address itself is scrubbed from everything the server echoes too.
         host = urlsplit(self._base).netloc
         self._label = label or f"ComfyUI at {host}"
+        self._given_label = label
         if label:
             self._secrets |= {self._base, host, addr.strip()} - {""}
         self._client_id = client_id
@@ -732,8 +738,29 @@ class ComfyUIExecutor:
     def base_url(self) -> str:
         return self._base
 
+    @property
+    def label(self) -> str:
+        """How messages name this server (no path prefix; a shared one not by its address)."""
+        return self._label
+
     def __repr__(self) -> str:
         return f"ComfyUIExecutor(base_url={self._base!r}, headers={sorted(self._headers)!r})"
+
+    def for_following(self) -> ComfyUIExecutor:
+        """The same ComfyUI for the Follow task: one session without retries and with short
+        timeouts (an unreachable ComfyUI is told to the client within seconds and the state
+        machine retries), no websocket peek (Follow holds the socket)."""
+        return ComfyUIExecutor(
+            self._base,
+            self._headers,
+            client_id=self._client_id,
+            max_output_bytes=self._max_output_bytes,
+            lost_grace_seconds=self._lost_grace,
+            progress_peek_seconds=0,
+            session=make_session(retries=0, timeout=FOLLOW_TIMEOUT),
+            clock=self._clock,
+            label=self._given_label,
+        )
 
     # ----------------------------------------------------------------- HTTP plumbing
 
@@ -893,13 +920,15 @@ class ComfyUIExecutor:
             logger.info("ComfyUI chose its own prompt_id", extra={"job_id": job_id})
         return accepted.prompt_id
 
-    def status(self, executor_job_id: str, *, submitted_at: float | None = None) -> ExecutorStatus:
+    def status(self, executor_job_id: str, *, submitted_at: float | None = None, peek: bool = True) -> ExecutorStatus:
         """One look: /queue first, then /history. In that order a prompt that finishes
-        between the two calls is seen in history instead of looking lost."""
+        between the two calls is seen in history instead of looking lost. ``peek=False``
+        leaves out the websocket peek (the Follow task holds the socket itself)."""
         queue = self._queue()
         if executor_job_id in queue.running_ids():
             client_id = queue.running_client_id(executor_job_id)
-            return ExecutorStatus(state=JobStatus.RUNNING, progress=self._peek_progress(executor_job_id, client_id))
+            progress = self._peek_progress(executor_job_id, client_id) if peek else None
+            return ExecutorStatus(state=JobStatus.RUNNING, progress=progress)
         position = queue.pending_position(executor_job_id)
         if position is not None:
             return ExecutorStatus(state=JobStatus.QUEUED, queue_position=position)
@@ -963,38 +992,45 @@ class ComfyUIExecutor:
         )
 
     def outputs(self, executor_job_id: str) -> list[OutputFile]:
+        return [self.output_file(ref) for ref in self.output_refs(executor_job_id)]
+
+    def output_refs(self, executor_job_id: str) -> list[FileRef | TextRef]:
+        """What a finished prompt's ``/history`` entry lists as its outputs (``collect_refs``)."""
         entry = self._history(executor_job_id)
         if entry is None:
             raise ExecutorRejected(
                 f"{self._label} has no history for prompt {executor_job_id}: it has not finished or was lost"
             )
-        files: list[OutputFile] = []
-        for ref in collect_refs(entry.outputs):
-            if isinstance(ref, TextRef):
-                files.append(
-                    OutputFile(
-                        node_id=ref.node_id,
-                        output_name=ref.output_name,
-                        kind="text",
-                        filename=f"{ref.node_id}-text-{ref.position}.txt",
-                        content_type="text/plain",
-                        data=ref.text.encode("utf-8"),
-                    )
-                )
-            else:
-                data, header_type = self._download(ref)
-                content_type = _content_type(header_type, ref.filename)
-                files.append(
-                    OutputFile(
-                        node_id=ref.node_id,
-                        output_name=ref.output_name,
-                        kind=output_kind(ref.output_name, content_type),
-                        filename=ref.filename,
-                        content_type=content_type,
-                        data=data,
-                    )
-                )
-        return files
+        return collect_refs(entry.outputs)
+
+    def output_file(self, ref: FileRef | TextRef) -> OutputFile:
+        """One output with its bytes: a text as it is, a file fetched from ``/view``."""
+        if isinstance(ref, TextRef):
+            return OutputFile(
+                node_id=ref.node_id,
+                output_name=ref.output_name,
+                kind="text",
+                filename=f"{ref.node_id}-text-{ref.position}.txt",
+                content_type="text/plain",
+                data=ref.text.encode("utf-8"),
+            )
+        data, header_type = self._download(ref)
+        content_type = _content_type(header_type, ref.filename)
+        return OutputFile(
+            node_id=ref.node_id,
+            output_name=ref.output_name,
+            kind=output_kind(ref.output_name, content_type),
+            filename=ref.filename,
+            content_type=content_type,
+            data=data,
+        )
+
+    def stream_target(self, job_id: str) -> SocketTarget:
+        """Where the job's prompt events are: its own client id's ``/ws``, with the tunnel's
+        headers (sent on the handshake only)."""
+        from comfyroute.executors.comfyui_stream import SocketTarget
+
+        return SocketTarget(websocket_url(self._base, self.client_id_for(job_id)), dict(self._headers))
 
     def _download(self, ref: FileRef) -> tuple[bytes, str | None]:
         params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}

@@ -260,6 +260,7 @@ class PromptStream:
     # ComfyUI's ``executing {node: null}``: sent after the prompt reached /history, so a look
     # after it finds the prompt there (the terminal message comes before the history write).
     idle: bool = False
+    saw_execution_start: bool = False  # on this stream: every event of the prompt went by it
     outcome: ExecutorStatus | None = None
     frames: int = 0
     skipped: int = 0
@@ -403,7 +404,10 @@ class PromptStream:
         return [QueueChanged(_QueueStatus.model_validate(data).status.exec_info.queue_remaining)]
 
     def _on_execution_start(self, data: dict[str, Any]) -> list[StreamEvent]:
-        return self._start() if self._ours(data.get("prompt_id")) else []
+        if not self._ours(data.get("prompt_id")):
+            return []
+        self.saw_execution_start = True
+        return self._start()
 
     def _on_execution_cached(self, data: dict[str, Any]) -> list[StreamEvent]:
         info = _Cached.model_validate(data)
@@ -576,6 +580,9 @@ class FollowResult:
     looks: int = 0
     connects: int = 0
     seconds: float = 0.0
+    # The socket showed the whole prompt: its start (execution_start) and, after the terminal
+    # message, "nothing runs" (sent once the prompt is in /history).
+    whole: bool = False
 
 
 Look = Callable[[], ExecutorStatus]
@@ -594,6 +601,7 @@ def follow_prompt(
     known_nodes: Mapping[str, NodeState | str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     connect: Connect = ws_connect,
+    on_quiet: Callable[[], None] | None = None,
 ) -> FollowResult:
     """Follow one prompt for at most ``config.window_seconds``.
 
@@ -603,8 +611,11 @@ def follow_prompt(
     caught. ``on_event`` runs on this thread, in order; it may fetch and store an output (the
     socket buffers meanwhile) and its exceptions end the follow. ``known_nodes`` (the ``nodes`` of
     the previous window's result) keeps a node from being announced twice across windows.
+    ``on_quiet`` runs whenever every frame that has arrived was handled, before the follower
+    waits for more: where a sink batches its pushes (a 1,000-node prompt sends 2,000 updates in
+    a burst), that is when to send the batch.
     """
-    follower = _Follower(prompt_id, target, look, on_event, prompt, config or FollowConfig(), clock, connect)
+    follower = _Follower(prompt_id, target, look, on_event, prompt, config or FollowConfig(), clock, connect, on_quiet)
     if known_nodes:
         follower.stream.resume(known_nodes)
     return follower.run()
@@ -621,6 +632,7 @@ class _Follower:
         config: FollowConfig,
         clock: Callable[[], float],
         connect: Connect,
+        on_quiet: Callable[[], None] | None = None,
     ) -> None:
         self.prompt_id, self.target, self._look_fn, self._sink = prompt_id, target, look, on_event
         self.config, self.clock, self._connect = config, clock, connect
@@ -632,6 +644,7 @@ class _Follower:
         self.events = self.looks = self.connects = 0
         self.looked_at = self.heard_at = self.started_at
         self.reconnects_left = config.reconnects
+        self._on_quiet = on_quiet
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -658,7 +671,7 @@ class _Follower:
                 self._emit(self.stream.drain(now))
                 return self._result(FollowEnd.WINDOW_OVER)
             try:
-                frame = ws.recv(timeout=self._wait(now))
+                frame = self._next_frame(ws)
             except TimeoutError:
                 if self.clock() - max(self.heard_at, self.looked_at) >= self.config.idle_look_seconds:
                     ended = self._look()
@@ -686,6 +699,16 @@ class _Follower:
                 self.status = self.stream.outcome
                 self._await_idle(ws)
                 return self._result(FollowEnd.FINISHED)
+
+    def _next_frame(self, ws: ClientConnection) -> str | bytes:
+        """The next frame: one that has arrived already, or else, once ``on_quiet`` has run
+        (every frame so far handled), the next within the wait."""
+        if self._on_quiet is not None:
+            try:
+                return ws.recv(timeout=0)
+            except TimeoutError:
+                self._on_quiet()
+        return ws.recv(timeout=self._wait(self.clock()))
 
     def _await_idle(self, ws: ClientConnection) -> None:
         until = self.clock() + self.config.end_grace_seconds
@@ -716,6 +739,7 @@ class _Follower:
         if self.reconnects_left <= 0:
             return self._result(FollowEnd.SOCKET_UNAVAILABLE, why)
         self.reconnects_left -= 1
+        self.stream.saw_execution_start = False  # what came between drop and reopen is lost
         ws, reopen_why = self._open()
         if ws is None:
             return self._result(FollowEnd.SOCKET_UNAVAILABLE, f"{why}; reconnect failed: {reopen_why}")
@@ -785,4 +809,5 @@ class _Follower:
             looks=self.looks,
             connects=self.connects,
             seconds=round(self.clock() - self.started_at, 3),
+            whole=self.stream.saw_execution_start and self.stream.idle,
         )

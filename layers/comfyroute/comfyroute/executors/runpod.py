@@ -87,6 +87,8 @@ class JobState(Lenient):
     status: str
     output: Any = None
     error: Any = None
+    delayTime: Any = None  # RunPod's names: ms queued, ms running
+    executionTime: Any = None
 
 
 class WorkerImage(Lenient):
@@ -209,7 +211,18 @@ def _warnings(output: Any) -> list[str]:
 
 
 def parse_job_state(job: JobState) -> ExecutorStatus:
-    """RunPod's job status mapped onto ours (a pure function of one /status answer)."""
+    """RunPod's job status mapped onto ours (a pure function of one /status answer), with
+    RunPod's timings once the job is over."""
+    status = _parse_job_state(job)
+    if not status.state.terminal:
+        return status
+    from comfyroute.executors.runpod_webhook import timings
+
+    spent = timings({"delayTime": job.delayTime, "executionTime": job.executionTime})
+    return status.model_copy(update={"delay_ms": spent.delay_ms, "execution_ms": spent.execution_ms})
+
+
+def _parse_job_state(job: JobState) -> ExecutorStatus:
     status = job.status.upper()
     output = job.output
     if status == "IN_QUEUE":
@@ -386,8 +399,14 @@ class RunPodExecutor:
 
     # ----------------------------------------------------------------- Executor
 
-    def submit(self, prompt: Prompt, job_id: str) -> str:
-        body = json.dumps(self.run_body(prompt), separators=(",", ":")).encode()
+    def submit(self, prompt: Prompt, job_id: str, *, webhook: str | None = None) -> str:
+        """POST /run; with ``webhook`` RunPod POSTs the job's status object there when it ends."""
+        run_body = self.run_body(prompt)
+        if webhook is not None:
+            from comfyroute.executors.runpod_webhook import run_body_with_webhook
+
+            run_body = run_body_with_webhook(run_body, webhook)
+        body = json.dumps(run_body, separators=(",", ":")).encode()
         if len(body) > MAX_RUN_PAYLOAD_BYTES:
             raise ExecutorRejected(
                 f"the workflow is {len(body)} bytes as a RunPod /run request; RunPod's limit is "
@@ -448,13 +467,19 @@ class RunPodExecutor:
 
     # ----------------------------------------------------------------- input files
 
-    def submit_with_files(self, prompt: Prompt, job_id: str, files: Sequence[InputFile]) -> str:
+    def submit_with_files(
+        self, prompt: Prompt, job_id: str, files: Sequence[InputFile], *, webhook: str | None = None
+    ) -> str:
         """``submit`` with the job's input files as worker-comfyui's ``input.images`` (base64, under
         the names the prompt uses). Refused before anything is sent when the body would pass
-        RunPod's /run limit."""
+        RunPod's /run limit. ``webhook``: as for :meth:`submit`."""
         if not files:
-            return self.submit(prompt, job_id)
+            return self.submit(prompt, job_id, webhook=webhook)
         body = self.run_body_with_files(prompt, files)
+        if webhook is not None:
+            from comfyroute.executors.runpod_webhook import run_body_with_webhook
+
+            body = run_body_with_webhook(body, webhook)
         encoded = json.dumps(body, separators=(",", ":")).encode()
         if len(encoded) > MAX_RUN_PAYLOAD_BYTES:
             raise ExecutorRejected(

@@ -10,7 +10,7 @@ with each secret value replaced by ``[redacted]`` and each file name made safe o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from comfyroute.executors.base import Executor, ExecutorStatus, OutputFile, Prompt
@@ -36,7 +36,7 @@ class ScrubbedExecutor:
         call: Callable[..., Any] = value
 
         def scrubbed(*args: Any, **kwargs: Any) -> Any:
-            with self._errors_scrubbed():
+            with self.errors_scrubbed():
                 return call(*args, **kwargs)
 
         return scrubbed
@@ -44,8 +44,15 @@ class ScrubbedExecutor:
     def clean(self, text: str | None) -> str | None:
         return redact(text, self._secrets) if text else text
 
+    def clean_status(self, status: ExecutorStatus) -> ExecutorStatus:
+        update: dict[str, Any] = {"error": self.clean(status.error), "message": self.clean(status.message)}
+        if status.errors:
+            update["errors"] = [e.model_copy(update={"message": self.clean(e.message)}) for e in status.errors]
+        return status.model_copy(update=update)
+
     @contextmanager
-    def _errors_scrubbed(self) -> Iterator[None]:
+    def errors_scrubbed(self) -> Iterator[None]:
+        """Exceptions raised inside come out with their text scrubbed (same class)."""
         try:
             yield
         except Exception as exc:
@@ -62,16 +69,16 @@ class ScrubbedExecutor:
             raise replacement from None
 
     def submit(self, prompt: Prompt, job_id: str) -> str:
-        with self._errors_scrubbed():
+        with self.errors_scrubbed():
             return self.inner.submit(prompt, job_id)
 
     def status(self, executor_job_id: str, *, submitted_at: float | None = None) -> ExecutorStatus:
-        with self._errors_scrubbed():
+        with self.errors_scrubbed():
             status = self.inner.status(executor_job_id, submitted_at=submitted_at)
-        return status.model_copy(update={"error": self.clean(status.error), "message": self.clean(status.message)})
+        return self.clean_status(status)
 
     def outputs(self, executor_job_id: str) -> list[OutputFile]:
-        with self._errors_scrubbed():
+        with self.errors_scrubbed():
             files: Sequence[OutputFile] = self.inner.outputs(executor_job_id)
         return [
             f.model_copy(update={"filename": safe_filename(self.clean(f.filename) or "", default="output")})
@@ -79,5 +86,26 @@ class ScrubbedExecutor:
         ]
 
     def cancel(self, executor_job_id: str) -> None:
-        with self._errors_scrubbed():
+        with self.errors_scrubbed():
             self.inner.cancel(executor_job_id)
+
+
+def unwrap(executor: Executor) -> Executor:
+    """The executor inside the scrubbing wrapper, for what only one kind offers (ComfyUI's
+    socket, RunPod's webhook); texts it produces must then go through ``ScrubbedExecutor.clean``."""
+    return executor.inner if isinstance(executor, ScrubbedExecutor) else executor
+
+
+def errors_scrubbed(executor: Executor) -> AbstractContextManager[None]:
+    """``ScrubbedExecutor.errors_scrubbed`` of a wrapped executor (nothing to do otherwise): for
+    calls made on ``unwrap(executor)``."""
+    return executor.errors_scrubbed() if isinstance(executor, ScrubbedExecutor) else nullcontext()
+
+
+def clean(executor: Executor, text: str | None) -> str | None:
+    """``text`` scrubbed as the wrapped executor scrubs what it says."""
+    return executor.clean(text) if isinstance(executor, ScrubbedExecutor) else text
+
+
+def clean_status(executor: Executor, status: ExecutorStatus) -> ExecutorStatus:
+    return executor.clean_status(status) if isinstance(executor, ScrubbedExecutor) else status

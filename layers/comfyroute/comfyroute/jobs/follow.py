@@ -1,16 +1,19 @@
 """Following a job on its executor: the poll task of the Step Functions loop.
 
-One look per invocation; the state machine waits between looks (``schedule.next_wait``) and
-pushes what changed through the notify task. See docs/architecture.md for the contract.
+One look per invocation; the state machine waits between looks (``schedule.fallback_wait``) and
+pushes what changed through the notify task. It is the loop of RunPod jobs without a webhook and
+of ComfyUI jobs whose websocket cannot be used, the confirmation after a webhook, and where an
+unreachable executor is retried (the client told once). See docs/architecture.md for the contract.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
+from comfyroute import metrics
 from comfyroute.contenttypes import safe_content_type
 from comfyroute.conversion.outputs import sole_output_node
 from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
@@ -18,8 +21,8 @@ from comfyroute.executors.runpod import RUNPOD_NODE_ID
 from comfyroute.jobs import lifecycle
 from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.record import JobNotFound, JobRecord
-from comfyroute.jobs.schedule import NO_OUTPUTS_MESSAGE, changed, next_wait
-from comfyroute.protocol import JobStatus
+from comfyroute.jobs.schedule import NO_OUTPUTS_MESSAGE, changed, fallback_wait, unreachable_message, unreachable_wait
+from comfyroute.protocol import ExecutorKind, JobStatus
 from comfyroute.untrusted import FetchRefused, describe_url, fetch_untrusted, parse_networks
 
 if TYPE_CHECKING:
@@ -28,7 +31,8 @@ if TYPE_CHECKING:
 
 
 class PollResult(BaseModel):
-    """The poll task's answer, which the state machine's Choice reads."""
+    """The poll task's answer, which the state machine's Choice reads (laid over the
+    execution's input)."""
 
     job_id: str
     polls: int
@@ -36,6 +40,9 @@ class PollResult(BaseModel):
     status: JobStatus
     wait_seconds: int
     notify: bool
+    # "follow": a ComfyUI job whose socket works goes back to the Follow task (after its
+    # executor was unreachable); "arm": a RunPod job with a webhook waits for it again.
+    next: Literal["follow", "arm"] | None = None
 
 
 def poll_job(ports: Ports, job_id: str, polls: int) -> PollResult:
@@ -44,11 +51,23 @@ def poll_job(ports: Ports, job_id: str, polls: int) -> PollResult:
     if job is None:
         raise JobNotFound(f"job {job_id} has no record")
     cfg = ports.config
-    wait = next_wait(polls, cfg.poll_interval_start_seconds, cfg.poll_interval_cap_seconds)
+    wait = fallback_wait(
+        polls, min(cfg.poll_fallback_cap_seconds, cfg.poll_interval_cap_seconds), cfg.poll_interval_start_seconds
+    )
     looks = polls + 1
 
-    def result(status: JobStatus, *, done: bool, notify: bool = False) -> PollResult:
-        return PollResult(job_id=job_id, polls=looks, done=done, status=status, wait_seconds=wait, notify=notify)
+    def result(
+        status: JobStatus, *, done: bool, notify: bool = False, after: int | None = None, then: str | None = None
+    ) -> PollResult:
+        return PollResult(
+            job_id=job_id,
+            polls=looks,
+            done=done,
+            status=status,
+            wait_seconds=wait if after is None else after,
+            notify=notify,
+            next=then,  # type: ignore[arg-type]
+        )
 
     if job.status.terminal:
         return result(job.status, done=True)
@@ -61,16 +80,61 @@ def poll_job(ports: Ports, job_id: str, polls: int) -> PollResult:
         timed_out = lifecycle.time_out(ports.jobs, job_id, cfg.job_timeout_seconds, polls=looks)
         return result(timed_out.job.status, done=True)
 
-    status = executor.status(job.executor_job_id, submitted_at=job.created_at)
-    if status.state.terminal:
-        return result(_finish(ports, job, executor, status, looks).status, done=True)
-    if not changed(job, status):
-        return result(status.state, done=False)
+    try:
+        status = executor.status(job.executor_job_id, submitted_at=job.created_at)
+        if status.state.terminal:
+            return result(_finish(ports, job, executor, status, looks).status, done=True)
+    except ExecutorUnavailable:
+        # Not Step Functions' Retry: the client is told at once and the job fails at a clear
+        # deadline (EXECUTOR_UNREACHABLE_DEADLINE_SECONDS) instead of minutes of silence.
+        noted, told = executor_unreachable(ports, job, where(executor))
+        if noted.status.terminal:
+            return result(noted.status, done=True)
+        elapsed = time.time() - (noted.unreachable_since or time.time())
+        return result(noted.status, done=False, notify=told, after=unreachable_wait(elapsed))
+    then = _next_for(job)
+    if not changed(job, status) and job.unreachable_since is None:
+        return result(status.state, done=False, then=then)
     observed = lifecycle.observed(ports.jobs, job, status)
     if not observed.applied:
         # Finished (e.g. cancelled) while we looked: report that instead.
         return result(observed.job.status, done=True)
-    return result(status.state, done=False, notify=True)
+    return result(status.state, done=False, notify=True, then=then)
+
+
+def _next_for(job: JobRecord) -> str | None:
+    if job.executor is ExecutorKind.LOCAL and job.follow_by != "poll":
+        return "follow"
+    if job.executor is ExecutorKind.RUNPOD and job.callback_digest:
+        return "arm"
+    return None
+
+
+def where(executor: Executor) -> str:
+    """The executor as the client may read it (no credentials)."""
+    label = getattr(executor, "label", None)
+    if executor.kind is ExecutorKind.LOCAL and label:
+        return str(label)
+    endpoint = getattr(executor, "endpoint_id", None)
+    return f"RunPod endpoint {endpoint}" if endpoint else f"the {executor.kind.value} executor"
+
+
+def executor_unreachable(ports: Ports, job: JobRecord, where: str) -> tuple[JobRecord, bool]:
+    """Record that the job's executor cannot be reached, or fail the job once that has lasted
+    ``EXECUTOR_UNREACHABLE_DEADLINE_SECONDS``. Answers the record and whether this was the
+    first time (then the client is to be told)."""
+    now = time.time()
+    if job.unreachable_since is None:
+        outcome = lifecycle.unreachable(ports.jobs, job, now, unreachable_message(where))
+        if outcome.applied:
+            metrics.add("ExecutorUnreachable", 1)
+        return outcome.job, outcome.applied
+    limit = ports.config.executor_unreachable_deadline_seconds
+    if now - job.unreachable_since >= limit:
+        lasted = int(now - job.unreachable_since)
+        error = f"{where} could not be reached for {lasted} s (the limit is {limit} s), so the job failed"
+        return lifecycle.fail(ports.jobs, job.job_id, error).job, False
+    return job, False
 
 
 def _finish(ports: Ports, job: JobRecord, executor: Executor, status: ExecutorStatus, looks: int) -> JobRecord:
@@ -82,7 +146,7 @@ def _finish(ports: Ports, job: JobRecord, executor: Executor, status: ExecutorSt
         try:
             files = executor.outputs(job.executor_job_id)
         except ExecutorUnavailable:
-            raise  # Step Functions retries the poll
+            raise  # the poll records it and the loop tries again
         except (ExecutorError, ValueError) as exc:
             state, error = JobStatus.FAILED, f"the job finished but its outputs could not be fetched: {exc}"
         else:
@@ -109,6 +173,8 @@ def _finish(ports: Ports, job: JobRecord, executor: Executor, status: ExecutorSt
         outputs=outputs,
         polls=looks,
         node_states=status.nodes,
+        delay_ms=status.delay_ms,
+        execution_ms=status.execution_ms,
     ).job
 
 

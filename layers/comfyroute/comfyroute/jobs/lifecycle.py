@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 # What only describes a job still on its executor; a finished job carries none of it.
-_WHILE_ACTIVE = frozenset({"progress", "queue_position"})
+_WHILE_ACTIVE = frozenset({"progress", "queue_position", "unreachable_since", "task_token"})
 
 
 def create(store: JobStore, record: JobRecord) -> Outcome:
@@ -82,8 +82,46 @@ def observed(store: JobStore, job: JobRecord, status: ExecutorStatus) -> Outcome
     values.update({k: v for k, v in optional.items() if v is not None})
     if status.state is JobStatus.RUNNING and job.started_at is None:
         values["started_at"] = now
-    remove = frozenset(k for k, v in optional.items() if v is None)
+    # A look that answered means the executor is reachable again.
+    remove = frozenset(k for k, v in optional.items() if v is None) | {"unreachable_since"}
     return store.apply(JobChange(job.job_id, values, remove=remove, only_in=ACTIVE))
+
+
+def outputs_stored(store: JobStore, job_id: str, outputs: Sequence[OutputFile]) -> Outcome:
+    """The outputs a running job has so far (stored as the executor named them)."""
+    return store.apply(JobChange(job_id, {"outputs": list(outputs), "updated_at": time.time()}, only_in=ACTIVE))
+
+
+def nodes_seen(store: JobStore, job_id: str, nodes: Mapping[str, str]) -> Outcome:
+    """What the stream has announced of each node, for the next follow window."""
+    return store.apply(JobChange(job_id, {"nodes": dict(nodes)}, only_in=ACTIVE))
+
+
+def follow_by_polling(store: JobStore, job_id: str) -> Outcome:
+    """The executor's websocket cannot be used: the loop polls from now on."""
+    return store.apply(JobChange(job_id, {"follow_by": "poll", "updated_at": time.time()}, only_in=ACTIVE))
+
+
+def unreachable(store: JobStore, job: JobRecord, since: float, message: str) -> Outcome:
+    """The executor cannot be reached (first noticed ``since``); the job waits for it."""
+    return store.apply(
+        JobChange(
+            job.job_id,
+            {"unreachable_since": since, "message": message, "updated_at": time.time()},
+            only_in=ACTIVE,
+            only_unset=frozenset({"unreachable_since"}),
+        )
+    )
+
+
+def armed(store: JobStore, job_id: str, task_token: str) -> Outcome:
+    """The loop waits for RunPod's webhook with ``task_token``."""
+    return store.apply(JobChange(job_id, {"task_token": task_token}, only_in=ACTIVE))
+
+
+def webhook_seen(store: JobStore, job_id: str, at: float) -> Outcome:
+    """A callback with the job's secret came (a hint: the next look confirms it)."""
+    return store.apply(JobChange(job_id, {"webhook_seen_at": at}, only_in=ACTIVE))
 
 
 def finish(
@@ -97,17 +135,18 @@ def finish(
     outputs: Sequence[OutputFile] | None = None,
     polls: int | None = None,
     node_states: Mapping[str, NodeOutcome] | None = None,
+    delay_ms: int | None = None,
+    execution_ms: int | None = None,
 ) -> Outcome:
     """completed / failed / cancelled / timed_out, with the job's outputs when it has any, how
-    each node ended when the executor said, and the problems per node (``errors``) of a failed one."""
+    each node ended when the executor said, the problems per node (``errors``) of a failed one,
+    and RunPod's timings when it reported them."""
     change = _finish_change(job_id, status, error, message, outputs, errors)
+    extra: dict[str, Any] = {k: v for k, v in (("delay_ms", delay_ms), ("execution_ms", execution_ms)) if v is not None}
     if node_states:
-        change = JobChange(
-            change.job_id,
-            {**change.values, "node_states": dict(node_states)},
-            remove=change.remove,
-            only_in=change.only_in,
-        )
+        extra["node_states"] = dict(node_states)
+    if extra:
+        change = JobChange(change.job_id, {**change.values, **extra}, remove=change.remove, only_in=change.only_in)
     return _finished(store, change, polls)
 
 

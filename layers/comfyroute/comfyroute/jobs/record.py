@@ -84,6 +84,19 @@ class JobRecord(BaseModel):
         return json.dumps(v, separators=(",", ":"))
 
     ttl: int | None = None
+    # Following (docs/following.md): what the stream announced per node (so a new window does
+    # not announce it again); "poll" once ComfyUI's /ws proved unusable; since when the executor
+    # cannot be reached (the client was told once).
+    nodes: dict[str, str] = Field(default_factory=dict)
+    follow_by: str | None = None
+    unreachable_since: float | None = None
+    # RunPod's webhook: the SHA-256 of the callback secret (never the secret), the task token
+    # of the waiting Arm state, when a callback came, and RunPod's timings of the finished job.
+    callback_digest: str | None = None
+    task_token: str | None = None
+    webhook_seen_at: float | None = None
+    delay_ms: int | None = None
+    execution_ms: int | None = None
 
     @property
     def wire_id(self) -> str:

@@ -6,6 +6,7 @@ No I/O here, so the loop's decisions can be tested (and reasoned about) on their
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,18 +36,44 @@ def next_wait(polls: int, start: int, cap: int) -> int:
 
 def poll_budget(seconds: int, start: int, cap: int) -> int | None:
     """The ``polls`` count at which the state machine gives up on a job (its ``max_polls``):
-    the first count whose waits alone (the execution input's ``start``, then :func:`next_wait`
-    after each poll) add up to ``seconds``. Waiting is only part of a loop's time, so the
-    budget never runs out before ``seconds`` have passed; it is a safety net behind Poll's own
-    deadline. None when the schedule does not wait (``start`` or ``cap`` of 0): no count then
-    stands for a time."""
+    the first count whose waits alone (the execution input's ``start``, then
+    :func:`fallback_wait` after each poll, the schedule Poll answers) add up to ``seconds``.
+    Counted with the shortest waits the loop can take: Poll's longer waits (an unreachable
+    executor's :func:`unreachable_wait`, Arm's slow poll) and each task's own time only make a
+    count last longer, so the budget never runs out before ``seconds`` have passed; it is a
+    safety net behind Poll's and Follow's own deadline checks. Follow windows do not count:
+    a Follow answer carries ``polls`` 0, and Follow fails a job past its deadline itself.
+    None when the schedule does not wait (``start`` or ``cap`` of 0): no count then stands
+    for a time."""
     if start <= 0 or cap <= 0:
         return None
     polls, waited = 1, start
     while waited < seconds:
-        waited += next_wait(polls - 1, start, cap)
+        waited += fallback_wait(polls - 1, cap, start)
         polls += 1
     return polls
+
+
+def fallback_wait(polls: int, cap: int, start: int = 1) -> int:
+    """Seconds before poll number ``polls + 1`` of the poll loop that stands in for a stream or
+    a webhook: 1, 2, 3, 4, 6, 8, 12, 15, 15 ... (growth 1.5 from ``start``, capped), gentler
+    than ``next_wait`` because nothing else tells the client the job ended. ``start`` 0: no wait."""
+    if start <= 0:
+        return 0
+    return int(min(cap, math.ceil(start * 1.5 ** min(polls, 40))))
+
+
+def unreachable_wait(elapsed: float) -> int:
+    """Seconds before looking again at an executor unreachable for ``elapsed`` seconds:
+    5, 10, 20, then every 30."""
+    for within, wait in ((5.0, 5), (15.0, 10), (35.0, 20)):
+        if elapsed < within:
+            return wait
+    return 30
+
+
+def unreachable_message(where: str) -> str:
+    return f"{where} cannot be reached; retrying"
 
 
 def changed(job: JobRecord, status: ExecutorStatus) -> bool:

@@ -22,10 +22,14 @@ from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import ConversionProblem, GraphError
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
+from comfyroute.executors.runpod import RunPodExecutor
+from comfyroute.executors.runpod_webhook import callback_url, new_secret, secret_digest
+from comfyroute.executors.scrubbed import errors_scrubbed, unwrap
 from comfyroute.jobs import lifecycle, schedule, stream
 from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.inputs import InputRefused, UploadedWorkflow, keep_inputs, load_uploaded_workflow, resolve_files
 from comfyroute.jobs.record import InputRecord, JobNotFound, JobRecord, Outcome, job_key
+from comfyroute.jobs.webhook import arm_seconds
 from comfyroute.ports import DifferentRequest, LoopStartFailed, StartInProgress
 from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, NodeProblem, RunJobData
 from comfyroute.schemas import ObjectInfoUnavailable, editor_classes
@@ -101,9 +105,7 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
     inputs, inline = resolve_files(ports, caller, key, data.files) if data.files else ([], {})
     graph: Graph | None = data.graph if data.graph is not None else uploaded.graph
     prompt = data.prompt if data.prompt is not None else uploaded.prompt
-    editor: dict[str, Any] | None = (
-        data.workflow.model_dump() if data.workflow is not None else uploaded.editor
-    )
+    editor: dict[str, Any] | None = data.workflow.model_dump() if data.workflow is not None else uploaded.editor
     settings = ExecutorSettings()
     missing: str | None = None
     if data.workflow_id:
@@ -323,13 +325,16 @@ def _get_quietly(ports: Ports, key: str) -> JobRecord | None:
 def start_job(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes] | None = None) -> Started:
     """Record the job, submit it to its executor and start its follow loop. Every failure ends
     in a recorded ``failed`` job. ``inline``: the bytes of the inline input files by name."""
-    created = _create(ports, prepared)
+    # RunPod with a callback route: a per-job webhook secret, whose digest only is recorded.
+    webhook = prepared.executor is ExecutorKind.RUNPOD and bool(ports.config.runpod_callback_base_url)
+    secret = new_secret() if webhook else None
+    created = _create(ports, prepared, secret)
     if not created.applied:
         return Started(_resume(ports, prepared, created.job), created.job.connection_id)
-    return Started(_run(ports, prepared, inline or {}), prepared.connection_id)
+    return Started(_run(ports, prepared, inline or {}, secret), prepared.connection_id)
 
 
-def _create(ports: Ports, prepared: PreparedJob) -> Outcome:
+def _create(ports: Ports, prepared: PreparedJob, secret: str | None) -> Outcome:
     now = time.time()
     cfg = ports.config
     record = JobRecord(
@@ -347,11 +352,12 @@ def _create(ports: Ports, prepared: PreparedJob) -> Outcome:
         node_classes=prepared.node_classes,
         inputs=prepared.inputs,
         ttl=int(now + cfg.job_ttl_days * 86400),
+        callback_digest=secret_digest(secret) if secret else None,
     )
     return lifecycle.create(ports.jobs, record)
 
 
-def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> JobRecord:
+def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes], secret: str | None) -> JobRecord:
     """Submit a newly recorded job and start its loop; the record that leaves."""
     job_id = prepared.key
     if prepared.error or prepared.prompt is None:
@@ -359,11 +365,18 @@ def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> Jo
     kind = prepared.executor
     try:
         executor = ports.executors(kind, prepared.user_id, prepared.endpoint_id)
+        files = None
         if prepared.inputs:
             try:
                 files = keep_inputs(ports, prepared.user_id, job_id, prepared.inputs, inline)
             except UploadError as exc:
                 return lifecycle.fail(ports.jobs, job_id, f"the job's input files could not be kept: {exc}").job
+        runpod = unwrap(executor)
+        if secret is not None and isinstance(runpod, RunPodExecutor):
+            webhook = callback_url(ports.config.runpod_callback_base_url, job_id, secret)
+            with errors_scrubbed(executor):
+                executor_job_id = runpod.submit_with_files(prepared.prompt, job_id, files or [], webhook=webhook)
+        elif files is not None:
             executor_job_id = executor.submit_with_files(prepared.prompt, job_id, files)
         else:
             executor_job_id = executor.submit(prepared.prompt, job_id)
@@ -382,7 +395,7 @@ def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes]) -> Jo
         stop_on_executor(executor, executor_job_id)
         return submitted.job
     try:
-        arn = _start_loop(ports, job_id)
+        arn = _start_loop(ports, submitted.job)
     except LoopStartFailed as exc:
         stop_on_executor(executor, executor_job_id)
         return lifecycle.fail(ports.jobs, job_id, f"could not start the job's poll loop ({exc.code})").job
@@ -398,21 +411,41 @@ def _resume(ports: Ports, prepared: PreparedJob, existing: JobRecord) -> JobReco
     if existing.status.terminal or existing.execution_arn is not None:
         return existing
     if existing.executor_job_id:
-        return lifecycle.loop_started(ports.jobs, existing.job_id, _start_loop(ports, existing.job_id)).job
+        return lifecycle.loop_started(ports.jobs, existing.job_id, _start_loop(ports, existing)).job
     return lifecycle.fail_stranded(ports.jobs, existing.job_id, "the submission was interrupted; run it again").job
 
 
-def _start_loop(ports: Ports, job_id: str) -> str:
+def _start_loop(ports: Ports, job: JobRecord) -> str:
+    """Start the job's loop; its input says how the job is followed (the state machine's
+    Route): ComfyUI on its websocket, RunPod by its webhook, else by polling."""
     cfg = ports.config
-    payload: dict[str, Any] = {"job_id": job_id, "polls": 0, "wait_seconds": cfg.poll_interval_start_seconds}
-    # The state machine's own safety net (statemachine/job.asl.json, IsDone): it fails the job
-    # once Poll's polls count reaches this, whatever Poll answers.
+    payload: dict[str, Any] = {
+        "job_id": job.job_id,
+        "polls": 0,
+        "follows": 0,
+        "wait_seconds": cfg.poll_interval_start_seconds,
+    }
+    if job.executor is ExecutorKind.LOCAL:
+        payload["executor"] = "comfyui"
+    elif job.callback_digest:
+        payload["executor"] = "runpod_webhook"
+        payload["arm_seconds"] = arm_seconds(ports, job.deadline)
+    else:
+        payload["executor"] = "runpod_poll"
+    # The state machine's own safety net (statemachine/job.asl.json, Next): it fails the job
+    # once Poll's polls count reaches this, whatever Poll answers. A count, not seconds: it is
+    # counted with Poll's own schedule (the fallback waits, capped as poll_job caps them), and
+    # every other way the loop spends time (Follow windows, which answer polls 0; Arm's slow
+    # poll; an unreachable executor's longer waits) is bounded by the job's deadline, which
+    # Follow and Poll enforce themselves; so max_polls never fails a job before its time.
     max_polls = schedule.poll_budget(
-        cfg.execution_budget_seconds, cfg.poll_interval_start_seconds, cfg.poll_interval_cap_seconds
+        cfg.execution_budget_seconds,
+        cfg.poll_interval_start_seconds,
+        min(cfg.poll_fallback_cap_seconds, cfg.poll_interval_cap_seconds),
     )
     if max_polls is not None:
         payload["max_polls"] = max_polls
-    return ports.state_machine.start(job_id, payload)
+    return ports.state_machine.start(job.job_id, payload)
 
 
 def _fail_if_stranded(ports: Ports, job_id: str, error: str) -> None:
