@@ -176,8 +176,11 @@ def output_updates(job: JobRecord, store: OutputStore, presign_seconds: int) -> 
     return [output_update(job, stored, store, presign_seconds) for stored in job.outputs]
 
 
-def output_update(job: JobRecord, stored: OutputFile, store: OutputStore, presign_seconds: int) -> OutputUpdate:
-    """The ``output_update`` of one stored output (see ``output_updates``)."""
+def output_update(
+    job: JobRecord, stored: OutputFile, store: OutputStore, presign_seconds: int, data: bytes | None = None
+) -> OutputUpdate:
+    """The ``output_update`` of one stored output (see ``output_updates``); ``data``: its bytes
+    when the caller has them still (just stored), so they are not read back."""
     out = job_output(stored, store.presign(stored, presign_seconds))
     metadata = OutputMetadata(filename=stored.filename, content_type=stored.content_type, size=stored.size)
     update = OutputUpdate(job_id=job.wire_id, workflow_id=job.workflow_id, metadata=metadata, **_fields(out))
@@ -185,7 +188,8 @@ def output_update(job: JobRecord, stored: OutputFile, store: OutputStore, presig
     # base64 grows by 4/3; 16 bytes more for the `"data":"",` key and 32 for the job_seq
     # the stream adds when it is pushed.
     if stored.key and stored.size and head + (stored.size + 2) // 3 * 4 + 48 <= MAX_MESSAGE_BYTES:
-        data = store.read(stored)
+        if data is None:
+            data = store.read(stored)
         if data is not None:
             value = update.value.model_copy(update={"data": base64.b64encode(data).decode()})
             update = update.model_copy(update={"value": value})

@@ -193,7 +193,11 @@ class _Window:
             # (collect_refs' rule): kept back until the end.
             temps = [r for r in event.refs if isinstance(r, FileRef) and r.type == "temp"]
             self.temps += [(r, event.node.node_type) for r in temps]
-            self._store([r for r in event.refs if r not in temps], event.node.node_type)
+            saved = [r for r in event.refs if r not in temps]
+            if saved:
+                # What came before goes out now, not after the download and the S3 upload.
+                self._flush()
+            self._store(saved, event.node.node_type)
         elif isinstance(event, StatusSeen):
             self._observed(clean_status(self.wrapped, event.status))
         elif isinstance(event, PromptStarted) and self.job.status is JobStatus.QUEUED:
@@ -215,7 +219,7 @@ class _Window:
         """Fetch, store and announce the outputs among ``refs`` the job does not have yet
         (``last``: the job's end records them, with its status)."""
         stored = list(self.job.outputs)
-        fresh: list[OutputFile] = []
+        fresh: list[tuple[OutputFile, bytes | None]] = []
         for ref in refs:
             if any(_is(ref, s) for s in stored):
                 continue
@@ -224,15 +228,16 @@ class _Window:
             name = node_type or self.job.node_classes.get(ref.node_id, ref.node_id)
             kept = self.ports.outputs.put(self.job.job_id, len(stored), file.model_copy(update={"node_name": name}))
             stored.append(kept)
-            fresh.append(kept)
+            fresh.append((kept, file.data))
         if not fresh:
             return
         if last:
             self.job = self.job.model_copy(update={"outputs": stored})
         else:
             self.job = lifecycle.outputs_stored(self.ports.jobs, self.job.job_id, stored).job
-        for kept in fresh:
-            self._push(messages.output_update(self.job, kept, self.ports.outputs, self.ports.config.presign_seconds))
+        presign = self.ports.config.presign_seconds
+        for kept, data in fresh:
+            self._push(messages.output_update(self.job, kept, self.ports.outputs, presign, data))
 
     def _push(self, message: JobStreamMessage) -> None:
         """Queued in order; sent with the others when the socket goes quiet (``_flush``)."""
