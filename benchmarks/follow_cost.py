@@ -93,7 +93,27 @@ PRICE_REQUEST = 0.20 / 1_000_000
 PRICE_WS_MESSAGE = 1.00 / 1_000_000
 
 # --------------------------------------------------------------------------- the model
-MEMORY_MB = {"poll": 1024, "notify": 512, "follow": 256, "arm": 256, "callback": 256}
+def _memory_from_template() -> dict[str, int]:
+    """Each task's MemorySize as template.yaml deploys it (Arm runs the Poll function)."""
+    from comfyroute_tools.dev.template import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    default = int(template.get("Globals", {}).get("Function", {}).get("MemorySize", 128))
+    resources = template["Resources"]
+
+    def size(logical_id: str) -> int:
+        return int(resources[logical_id]["Properties"].get("MemorySize", default))
+
+    return {
+        "poll": size("PollFunction"),
+        "notify": size("NotifyFunction"),
+        "follow": size("FollowFunction"),
+        "arm": size("PollFunction"),
+        "callback": size("RunPodCallbackFunction"),
+    }
+
+
+MEMORY_MB = _memory_from_template()
 POLL_PEEK_S = 0.515  # measured by the issue: a running poll with the 0.5 s peek, 1,024 MB
 POLL_RUNNING_S = 0.012  # measured by the issue: the same poll without the peek
 POLL_FINAL_S = 0.300  # assumed: /history (or /status), one small output to S3, the job record

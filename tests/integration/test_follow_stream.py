@@ -76,6 +76,7 @@ def test_node_updates_steps_and_outputs_arrive_as_they_happen_and_the_end_comes_
     (stored,) = record.outputs
     assert stored.key is not None
     assert ports.outputs.objects[stored.key] == comfy.file_bytes(stored.filename)
+    assert ports.outputs.streamed == 1  # from /view to the store in parts, not whole in memory
     assert sent[out]["node_name"] == "SaveImage"
     assert comfy.ws_clients == [f"comfyroute-{key('j1')}"]
 

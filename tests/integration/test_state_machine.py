@@ -217,18 +217,22 @@ def test_an_unreachable_executor_is_told_at_once_then_the_job_goes_on(loop, monk
 
 
 def test_poll_retried_after_storing_half_the_outputs_stores_each_once(loop, monkeypatch):
-    real_put = S3Outputs.put
+    # Follow streams files (put_stream), Poll puts them whole (put): the second store fails.
     calls = {"n": 0}
 
-    def put_then_fail(self, job_id, index, file):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the second of two files, on the first attempt
-            raise ClientError(
-                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "PutObject"
-            )
-        return real_put(self, job_id, index, file)
+    def then_fail(real):
+        def store(self, job_id, index, file, *body):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second of two files, on the first attempt
+                raise ClientError(
+                    {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "PutObject"
+                )
+            return real(self, job_id, index, file, *body)
 
-    monkeypatch.setattr(S3Outputs, "put", put_then_fail)
+        return store
+
+    monkeypatch.setattr(S3Outputs, "put", then_fail(S3Outputs.put))
+    monkeypatch.setattr(S3Outputs, "put_stream", then_fail(S3Outputs.put_stream))
     loop.submit("half-1", EMPTY_INVERT_SAVE)
     assert loop.finish("half-1")["status"] == "SUCCEEDED"
     job = loop.job("half-1")

@@ -45,6 +45,7 @@ from comfyroute.ports import (
     ConnectionRecord,
     DifferentRequest,
     LoopStartFailed,
+    Readable,
     StartInProgress,
 )
 from comfyroute.protocol import ExecutorKind, JobStatus
@@ -155,6 +156,7 @@ class MemoryOutputs:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.puts = 0
+        self.streamed = 0
 
     def put(self, job_id: str, index: int, file: OutputFile) -> OutputFile:
         self.puts += 1
@@ -163,6 +165,17 @@ class MemoryOutputs:
         key = f"jobs/{job_id}/{index:03d}-{file.filename}"
         self.objects[key] = file.data
         return file.model_copy(update={"key": key, "data": None})
+
+    def put_stream(self, job_id: str, index: int, file: OutputFile, body: Readable) -> OutputFile:
+        self.puts += 1
+        self.streamed += 1
+        parts = []
+        while chunk := body.read(64 * 1024):  # in parts, as upload_fileobj reads
+            parts.append(chunk)
+        data = b"".join(parts)
+        key = f"jobs/{job_id}/{index:03d}-{file.filename}"
+        self.objects[key] = data
+        return file.model_copy(update={"key": key, "data": None, "size": len(data)})
 
     def presign(self, output: OutputFile, expires_in: int) -> str | None:
         return f"memory://{output.key}?expires={expires_in}" if output.key else None

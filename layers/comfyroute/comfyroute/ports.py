@@ -123,11 +123,22 @@ class ApiKeyStore(Protocol):
     def revoke(self, key_hash: str) -> None: ...
 
 
+class Readable(Protocol):
+    """A file-like source of bytes (``executors.download.CappedBody``, an open file)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class OutputStore(Protocol):
     """Output files, kept where clients can fetch them."""
 
     def put(self, job_id: str, index: int, file: OutputFile) -> OutputFile:
         """Keep the file's bytes (if it has any) and return it as the job record keeps it."""
+        ...
+
+    def put_stream(self, job_id: str, index: int, file: OutputFile, body: Readable) -> OutputFile:
+        """Keep what ``body`` reads as ``file``'s bytes, chunk by chunk (never whole in memory);
+        ``file`` as the job record keeps it, with its size."""
         ...
 
     def presign(self, output: OutputFile, expires_in: int) -> str | None:

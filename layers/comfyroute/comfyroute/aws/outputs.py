@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from comfyroute.aws import clients as aws
 from comfyroute.contenttypes import safe_content_type
 from comfyroute.executors.base import OutputFile
 from comfyroute.text import safe_filename
+
+if TYPE_CHECKING:
+    from comfyroute.ports import Readable
+
+# upload_fileobj's parts: 8 MB (S3's minimum is 5 MB), one at a time and no threads, so a
+# 100 MB output costs the uploader one part of memory.
+PART_BYTES = 8 * 1024 * 1024
 
 
 def output_key(job_id: str, index: int, file: OutputFile) -> str:
@@ -33,6 +40,29 @@ class S3Outputs:
             Metadata={"job-id": job_id, "node-id": file.node_id},
         )
         return file.model_copy(update={"key": key, "data": None})
+
+    def put_stream(self, job_id: str, index: int, file: OutputFile, body: Readable) -> OutputFile:
+        # Here, not at import: s3transfer is only for the Follow task, not every handler.
+        from boto3.s3.transfer import TransferConfig
+
+        key = output_key(job_id, index, file)
+        streaming = TransferConfig(
+            multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=1, use_threads=False
+        )
+        self.client.upload_fileobj(
+            cast("IO[bytes]", body),  # s3transfer only calls read(size)
+            self.bucket,
+            key,
+            ExtraArgs={
+                "ContentType": safe_content_type(file.content_type, file.filename),
+                "Metadata": {"job-id": job_id, "node-id": file.node_id},
+            },
+            Config=streaming,
+        )
+        size = getattr(body, "count", None)
+        if not isinstance(size, int):
+            size = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        return file.model_copy(update={"key": key, "data": None, "size": size})
 
     def presign(self, output: OutputFile, expires_in: int) -> str | None:
         if output.key is None:

@@ -29,6 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlsplit
@@ -50,6 +51,7 @@ from comfyroute.executors.base import (
     Prompt,
     guess_content_type,
 )
+from comfyroute.executors.download import CappedBody
 from comfyroute.executors.inputs import (
     InputFile,
     check_unique_names,
@@ -1015,15 +1017,7 @@ class ComfyUIExecutor:
                 data=ref.text.encode("utf-8"),
             )
         data, header_type = self._download(ref)
-        content_type = _content_type(header_type, ref.filename)
-        return OutputFile(
-            node_id=ref.node_id,
-            output_name=ref.output_name,
-            kind=output_kind(ref.output_name, content_type),
-            filename=ref.filename,
-            content_type=content_type,
-            data=data,
-        )
+        return self.output_meta(ref, header_type).model_copy(update={"data": data, "size": len(data)})
 
     def stream_target(self, job_id: str) -> SocketTarget:
         """Where the job's prompt events are: its own client id's ``/ws``, with the tunnel's
@@ -1033,6 +1027,13 @@ class ComfyUIExecutor:
         return SocketTarget(websocket_url(self._base, self.client_id_for(job_id)), dict(self._headers))
 
     def _download(self, ref: FileRef) -> tuple[bytes, str | None]:
+        with self.open_output(ref) as (body, content_type):
+            return body.read(), content_type
+
+    @contextmanager
+    def open_output(self, ref: FileRef) -> Iterator[tuple[CappedBody, str | None]]:
+        """``GET /view`` of one output file as a stream (at most ``max_output_bytes``) and the
+        Content-Type ComfyUI gave it; the response is closed when the block ends."""
         params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
         cap = self._max_output_bytes
         resp = self._call("GET", "/view", params=params, stream=True)
@@ -1045,15 +1046,24 @@ class ComfyUIExecutor:
                 raise ExecutorRejected(
                     f"output file {ref.describe()} is {int(declared)} bytes; the limit is {cap} bytes"
                 )
-            data = bytearray()
-            try:
-                for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK):
-                    data += chunk
-                    if len(data) > cap:
-                        raise ExecutorRejected(f"output file {ref.describe()} is over the limit of {cap} bytes")
-            except requests.RequestException as exc:
-                raise self._unreachable("GET", "/view", exc) from exc
-            return bytes(data), resp.headers.get("Content-Type")
+            body = CappedBody(
+                resp.iter_content(chunk_size=DOWNLOAD_CHUNK),
+                cap=cap,
+                what=ref.describe(),
+                on_error=lambda exc: self._unreachable("GET", "/view", exc),
+            )
+            yield body, resp.headers.get("Content-Type")
+
+    def output_meta(self, ref: FileRef, content_type: str | None) -> OutputFile:
+        """The output file ``open_output`` streams, without its bytes."""
+        kind_type = _content_type(content_type, ref.filename)
+        return OutputFile(
+            node_id=ref.node_id,
+            output_name=ref.output_name,
+            kind=output_kind(ref.output_name, kind_type),
+            filename=ref.filename,
+            content_type=kind_type,
+        )
 
     def fetch_object_info(self) -> bytes:
         """``GET /object_info``: the JSON of every node class this ComfyUI has (megabytes with

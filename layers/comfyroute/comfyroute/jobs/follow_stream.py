@@ -223,12 +223,10 @@ class _Window:
         for ref in refs:
             if any(_is(ref, s) for s in stored):
                 continue
-            with errors_scrubbed(self.wrapped):
-                file = self.executor.output_file(ref)
             name = node_type or self.job.node_classes.get(ref.node_id, ref.node_id)
-            kept = self.ports.outputs.put(self.job.job_id, len(stored), file.model_copy(update={"node_name": name}))
+            kept, data = self._keep(ref, name, len(stored))
             stored.append(kept)
-            fresh.append((kept, file.data))
+            fresh.append((kept, data))
         if not fresh:
             return
         if last:
@@ -238,6 +236,19 @@ class _Window:
         presign = self.ports.config.presign_seconds
         for kept, data in fresh:
             self._push(messages.output_update(self.job, kept, self.ports.outputs, presign, data))
+
+    def _keep(self, ref: FileRef | TextRef, node_name: str, index: int) -> tuple[OutputFile, bytes | None]:
+        """Store one output; a file goes from ComfyUI's /view to S3 in parts, never whole in
+        this small function's memory. Answers it as recorded, and its bytes when small."""
+        job_id = self.job.job_id
+        with errors_scrubbed(self.wrapped):
+            if isinstance(ref, TextRef):
+                file = self.executor.output_file(ref).model_copy(update={"node_name": node_name})
+                return self.ports.outputs.put(job_id, index, file), file.data
+            with self.executor.open_output(ref) as (body, content_type):
+                meta = self.executor.output_meta(ref, content_type).model_copy(update={"node_name": node_name})
+                kept = self.ports.outputs.put_stream(job_id, index, meta, body)
+        return kept, body.small
 
     def _push(self, message: JobStreamMessage) -> None:
         """Queued in order; sent with the others when the socket goes quiet (``_flush``)."""
