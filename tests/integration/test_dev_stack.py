@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,6 +330,53 @@ def test_step_functions_retries_and_catches_on_the_exception_class_name(stack: D
         # ExecutorUnavailable retried, then a KeyError caught under its own class name.
         assert len(calls) == 2
         assert output["error"]["Error"] == "KeyError"
+    finally:
+        stack.registry.remove(name)
+        sfn.delete_state_machine(stateMachineArn=machine)
+
+
+def test_a_lambda_task_gets_invokes_answer_from_the_in_process_function(stack: DevStack) -> None:
+    # Step Functions' Lambda tasks reach registered functions without moto's server; what the
+    # task gets is still Invoke's answer, as through moto (StatusCode, ExecutedVersion, Payload).
+    threads: list[str] = []
+
+    def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        threads.append(threading.current_thread().name)
+        return {"got": event, "function": context.function_name}
+
+    name = "comfyroute-dev-test-echo"
+    arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+    stack.registry.add(InProcessFunction(name=name, handler=echo, arn=arn))
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": arn, "Payload": {"n.$": "$.n"}},
+                "End": True,
+            }
+        },
+    }
+    sfn = stack.client("stepfunctions")
+    machine = sfn.create_state_machine(name="dev-test-echo", definition=json.dumps(definition), roleArn=stack.role_arn)[
+        "stateMachineArn"
+    ]
+    try:
+        execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"n": 7}))["executionArn"]
+        deadline = time.monotonic() + TIMEOUT
+        while (desc := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "execution did not finish"
+            time.sleep(0.05)
+        assert desc["status"] == "SUCCEEDED"
+        assert json.loads(desc["output"]) == {
+            "StatusCode": 200,
+            "ExecutedVersion": "$LATEST",
+            "Payload": {"got": {"n": 7}, "function": name},
+        }
+        # Run on the state's own thread, not on a request thread of moto's server.
+        assert len(threads) == 1
+        assert "process_request" not in threads[0]
     finally:
         stack.registry.remove(name)
         sfn.delete_state_machine(stateMachineArn=machine)

@@ -142,6 +142,8 @@ class FakeServer:
         self.uploaded_workflows: dict[str, Any] = {}
         self.workflow_ids: dict[str, str] = {}  # job id -> the workflow_id it was sent with ("wf-1" if none)
         self.on_running: Callable[[], None] | None = None
+        # The terminal update's output_count (the backend counts the output_updates before it).
+        self.output_count: int | None = None
         self.noise_before_job = False  # send another job's progress before a get_job answer
         self.mute: set[str] = set()  # commands to ignore (for request timeouts)
         self.junk_before_pong = False  # send frames no client can parse before a pong
@@ -375,7 +377,7 @@ class FakeServer:
             for out in self.outputs(inline=True):
                 await self._send(ws, OutputUpdate(job_id=job_id, **out.model_dump()))
             self._record(job_id, JobStatus.COMPLETED, outputs=self.outputs(inline=False))
-            await self._send(ws, update(JobStatus.COMPLETED, duration=2.5))
+            await self._send(ws, update(JobStatus.COMPLETED, duration=2.5, output_count=self.output_count))
         elif self.mode == "failed":
             error = "ImageBlur (node 3): blur_radius must be at least 1"
             self._record(job_id, JobStatus.FAILED, error=error)

@@ -45,6 +45,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
 from comfyroute_tools.dev.asl import load_definition, placeholders
+from comfyroute_tools.dev.asl_cache import cache_asl_programs
 from comfyroute_tools.dev.lambdas import FunctionRegistry, InProcessFunction, function_name_of, patch_moto_invoke
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +150,7 @@ class StateMachineHarness:
     def _patch_moto(self) -> None:
         # The same Lambda dispatch the dev stack uses: comfyroute_tools.dev.lambdas.
         self._stack.enter_context(patch_moto_invoke(self._registry))
+        self._stack.enter_context(cache_asl_programs())
 
         def no_wait(_self: WaitFunction, env: Any, wait_seconds: int) -> None:
             self.waits.append(wait_seconds)

@@ -122,6 +122,25 @@ def test_run_job_follow_and_download_writes_identical_files(server: FakeServer, 
     assert len(result.outputs) == 2
 
 
+@pytest.mark.parametrize(("output_count", "asks"), [(2, 0), (3, 1)])
+def test_a_terminal_update_counting_every_output_received_needs_no_get_job(
+    server: FakeServer, output_count: int, asks: int
+) -> None:
+    # The fake pushes two outputs. A terminal update that counts two leaves nothing to confirm;
+    # one that counts more than arrived makes the client ask get_job for the rest.
+    server.output_count = output_count
+
+    async def go() -> Any:
+        async with ComfyrouteClient(server.url, TOKEN) as client:
+            job_id = await client.run_job(prompt=PROMPT)
+            return await client.follow(job_id)
+
+    result = run(go())
+    assert result.status is JobStatus.COMPLETED
+    assert len(result.outputs) == 2
+    assert len(server.commands("get_job")) == asks
+
+
 def test_run_job_generates_uuid_job_ids_and_keeps_given_ones(server: FakeServer) -> None:
     server.mode = "failed"
 

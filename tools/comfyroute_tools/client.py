@@ -747,7 +747,8 @@ class ComfyrouteClient:
         A dropped connection is reopened and the job's state caught up with ``get_job``; so is a
         silence longer than ``poll_interval``. With ``confirm_outputs`` a completed job's output
         list is checked against ``get_job`` too, so an output pushed after the final update, or
-        lost, is not missed. ``on_message`` sees every update consumed (and a ``job_update``
+        lost, is not missed (unless the terminal update counts the outputs before it, and all of them
+        arrived). ``on_message`` sees every update consumed (and a ``job_update``
         made from each catch-up). A refusal of the job raises ``RequestError``; running past
         ``timeout`` raises ``FollowTimeout`` (the job keeps running: cancel it if you wish)."""
         loop = asyncio.get_running_loop()
@@ -812,7 +813,10 @@ class ComfyrouteClient:
                 elif isinstance(msg, JobUpdate):
                     last = msg
                     if msg.status.terminal:
-                        if msg.status is JobStatus.COMPLETED and confirm_outputs:
+                        # A terminal update that counts the outputs before it, all of them
+                        # here, leaves nothing to confirm.
+                        counted = msg.output_count is not None and len(outputs) >= msg.output_count
+                        if msg.status is JobStatus.COMPLETED and confirm_outputs and not counted:
                             await self._confirm_outputs(job_id, merge)
                         return result(msg)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -283,7 +284,7 @@ def patch_moto_invoke(registry: FunctionRegistry) -> Iterator[FunctionRegistry]:
     with (
         mock.patch.object(LambdaBackend, "invoke", wrap(LambdaBackend.invoke)),
         mock.patch.object(LambdaSimpleBackend, "invoke", wrap(LambdaSimpleBackend.invoke)),
-        mock.patch.object(_lambda_eval_utils(), "boto_client_for", _cached_clients()),
+        mock.patch.object(_lambda_eval_utils(), "boto_client_for", _cached_clients(registry)),
     ):
         yield registry
 
@@ -294,10 +295,38 @@ def _lambda_eval_utils() -> Any:
     return lambda_eval_utils
 
 
-def _cached_clients() -> Callable[..., Any]:
+class _InProcessLambdaClient:
+    """The Lambda client of Step Functions' tasks: a function in ``registry`` is invoked right
+    here, as Step Functions invokes Lambda without an HTTP hop of ours, answering what boto3's
+    ``invoke`` answers; anything else goes to moto through ``client``. Saves each task a round
+    trip through moto's server (a request thread, Flask, the botocore codec both ways)."""
+
+    def __init__(self, registry: FunctionRegistry, client: Any) -> None:
+        self._registry = registry
+        self._client = client
+
+    def invoke(self, **params: Any) -> dict[str, Any]:
+        function = self._registry.get(params.get("FunctionName", ""))
+        invocation_type = params.get("InvocationType", "RequestResponse")
+        if function is None or invocation_type != "RequestResponse" or params.get("Qualifier") not in (None, "$LATEST"):
+            answer: dict[str, Any] = self._client.invoke(**params)
+            return answer
+        body = params.get("Payload") or b""
+        raw = body.decode() if isinstance(body, bytes) else str(body)
+        result = function.invoke(json.loads(raw) if raw.strip() else {})
+        answer = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(result.payload)}
+        if not result.ok:
+            answer["FunctionError"] = "Unhandled"
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _cached_clients(registry: FunctionRegistry) -> Callable[..., Any]:
     """moto's ``boto_client_for`` builds a new boto3 client for every Lambda task (10-30 ms of
     CPU each, on every state of the loop); one client per region and mode does (boto3 clients
-    are thread-safe)."""
+    are thread-safe). Lambda's invokes the registered functions in-process."""
     from moto.core.models import botocore_stubber
     from moto.stepfunctions.parser.asl.utils import boto_client
 
@@ -310,7 +339,8 @@ def _cached_clients() -> Callable[..., Any]:
         key = (region, service, bool(botocore_stubber.enabled), os.environ.get("MOTO_PORT", ""))
         with lock:
             if key not in cache:
-                cache[key] = build(region=region, service=service)
+                client = build(region=region, service=service)
+                cache[key] = _InProcessLambdaClient(registry, client) if service == "lambda" else client
             return cache[key]
 
     return client_for

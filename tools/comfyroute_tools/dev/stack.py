@@ -35,6 +35,7 @@ import boto3
 import requests
 
 from comfyroute.executors.runpod_webhook import CALLBACK_PATH
+from comfyroute_tools.dev.asl_cache import cache_asl_programs
 from comfyroute_tools.dev.gateway import BinaryFrames, Gateway, GatewayConfig
 from comfyroute_tools.dev.lambdas import (
     DEFAULT_ACCOUNT_ID,
@@ -423,6 +424,7 @@ class DevStack:
         # Step Functions' Lambda tasks call Lambda at localhost:$MOTO_PORT (moto's server mode).
         self._set("MOTO_PORT", str(port))
         self._exit.enter_context(patch_moto_invoke(self.registry))
+        self._exit.enter_context(cache_asl_programs())
 
     def _start_gateway(self) -> None:
         assert self.plan is not None
