@@ -92,3 +92,15 @@ def test_run_job_loads_conversion_both_executors_and_idempotency_at_init() -> No
         "aws_lambda_powertools.utilities.idempotency",
     ):
         assert needed in modules
+
+
+@pytest.mark.parametrize("function", ["default", "cancel_job", "job_queries", "request_upload", "poll", "notify"])
+def test_routes_that_take_no_workflow_define_no_workflow_command_models(function: str) -> None:
+    modules, _ = loaded(function)
+    assert "comfyroute.protocol.workflow_commands" not in modules
+
+
+@pytest.mark.parametrize("function", ["poll", "notify"])
+def test_tasks_load_no_client_command_models(function: str) -> None:
+    modules, _ = loaded(function)
+    assert "comfyroute.protocol.commands" not in modules

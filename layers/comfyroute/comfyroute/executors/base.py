@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
 
 if TYPE_CHECKING:
     from comfyroute.executors.inputs import InputFile
@@ -82,7 +83,7 @@ class OutputFile(BaseModel):
 
     The executor fills in what it knows: the bytes (``data``, never stored or dumped) or a
     ``url`` where it left the file. Storing it adds the S3 ``key`` and the class name of the
-    node that made it (``node_name``). Clients see it as ``protocol.JobOutput``.
+    node that made it (``node_name``). Clients see it as ``protocol.server_messages.JobOutput``.
     """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)

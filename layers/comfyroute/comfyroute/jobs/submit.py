@@ -31,7 +31,9 @@ from comfyroute.jobs.inputs import InputRefused, UploadedWorkflow, keep_inputs, 
 from comfyroute.jobs.record import InputRecord, JobNotFound, JobRecord, Outcome, job_key
 from comfyroute.jobs.webhook import arm_seconds
 from comfyroute.ports import DifferentRequest, LoopStartFailed, StartInProgress
-from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, NodeProblem, RunJobData
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
+from comfyroute.protocol.workflow_commands import ExecutorSettings, Graph, RunJobData
 from comfyroute.schemas import ObjectInfoUnavailable, editor_classes
 
 if TYPE_CHECKING:
