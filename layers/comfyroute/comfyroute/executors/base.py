@@ -46,7 +46,7 @@ class Lenient(BaseModel):
     """A body from an executor's server. Servers grow fields between releases: read what we
     know, ignore the rest."""
 
-    # Built on first use: run_job imports both executors and parses the answers of one.
+    # Built on first use: a server's answers are parsed only once a job reaches it.
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
@@ -76,6 +76,11 @@ class ExecutorStatus(BaseModel):
     # RunPod's timings of a finished job (delayTime, executionTime), in ms.
     delay_ms: int | None = None
     execution_ms: int | None = None
+
+
+# The node_id of RunPod's files: its worker names no node (jobs.follow attributes them to the
+# prompt's one output node).
+RUNPOD_NODE_ID = "runpod"
 
 
 class OutputFile(BaseModel):
