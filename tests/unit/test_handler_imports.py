@@ -83,10 +83,11 @@ def test_routes_that_run_no_executor_load_none_and_no_idempotency(function: str)
     assert under(modules, (*JOB_ONLY, "aws_lambda_powertools.utilities.idempotency")) == []
 
 
-def test_run_job_loads_conversion_and_idempotency_at_init() -> None:
+def test_run_job_loads_conversion_and_idempotency_at_init_and_editor_workflows_on_first_use() -> None:
     modules, _ = loaded("run_job")
     for needed in ("comfyroute.conversion.nodetool", "aws_lambda_powertools.utilities.idempotency"):
         assert needed in modules
+    assert "comfyroute.conversion.editor" not in modules
 
 
 @pytest.mark.parametrize("function", ["run_job", "cancel_job", "poll"])

@@ -32,7 +32,6 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from comfyroute.conversion.detect import WorkflowKind, detect_workflow
-from comfyroute.conversion.editor import convert_editor_workflow
 from comfyroute.conversion.object_info import NodeSchema, ObjectInfo
 from comfyroute.conversion.problems import GraphError
 from comfyroute.conversion.widgets import UNDEFINED, layout
@@ -279,6 +278,8 @@ def load_workflow(obj: Any, object_info: ObjectInfo | None = None) -> Prompt:
                     "of the ComfyUI that runs it (object_info); or export it from ComfyUI with 'Export (API)'"
                 ]
             )
+        from comfyroute.conversion.editor import convert_editor_workflow  # for editor workflows only
+
         return validate_prompt(convert_editor_workflow(detected.body, object_info))
     if detected.is_graph:
         try:

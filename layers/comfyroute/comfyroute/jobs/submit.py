@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 
 from comfyroute import messages
 from comfyroute.aws.uploads import UploadError
-from comfyroute.conversion.editor import convert_editor_workflow
 from comfyroute.conversion.nodetool import COMFY_PREFIX, apply_params, convert_graph, validate_prompt
 from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import ConversionProblem, GraphError
@@ -160,6 +159,9 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
 
     try:
         if editor is not None:
+            # Imported for editor workflows only: graphs and prompts do without the widget rules.
+            from comfyroute.conversion.editor import convert_editor_workflow
+
             converted = validate_prompt(convert_editor_workflow(editor, schemas(editor_classes(editor))))
         elif graph is not None:
             # A graph that is not all comfy.* nodes is refused by convert_graph, naming them. The
