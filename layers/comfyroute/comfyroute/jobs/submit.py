@@ -21,7 +21,6 @@ from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import ConversionProblem, GraphError
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
-from comfyroute.executors.runpod import RunPodExecutor
 from comfyroute.executors.runpod_webhook import callback_url, new_secret, secret_digest
 from comfyroute.executors.scrubbed import errors_scrubbed, unwrap
 from comfyroute.jobs import lifecycle, schedule, stream
@@ -376,6 +375,9 @@ def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes], secre
             except UploadError as exc:
                 return lifecycle.fail(ports.jobs, job_id, f"the job's input files could not be kept: {exc}").job
         runpod = unwrap(executor)
+        if secret is not None:
+            # Only a RunPod job has a secret; other jobs never load the RunPod executor.
+            from comfyroute.executors.runpod import RunPodExecutor
         if secret is not None and isinstance(runpod, RunPodExecutor):
             webhook = callback_url(ports.config.runpod_callback_base_url, job_id, secret)
             with errors_scrubbed(executor):
