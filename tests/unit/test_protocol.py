@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from comfyroute.protocol import JobStatus, protocol_json_schema
+from comfyroute.protocol import JobStatus, commands, protocol_json_schema, workflow_commands
 from comfyroute.protocol.commands import (
     COMMANDS,
     CancelJob,
@@ -260,7 +260,8 @@ def test_bytes_that_are_not_utf8_say_so():
     assert _rejection(b'{"command": "\xff"}').startswith("message is not UTF-8 text: invalid start byte at byte")
 
 
-def test_every_command_has_a_model_named_by_it() -> None:
+def test_every_command_has_a_model_named_by_it_and_every_model_is_a_command() -> None:
     for name in COMMANDS:
         model = command_model(name)
         assert model.model_fields["command"].annotation == Literal[name]
+    assert sorted([*commands._MODELS, *workflow_commands.MODELS]) == sorted(COMMANDS)
