@@ -22,6 +22,8 @@ ALL = (
     "request_upload",
     "poll",
     "notify",
+    "follow",
+    "runpod_callback",
 )
 
 # Never in any handler: the tools, the X-Ray SDK (opt-in, see awslambda/instrument.py) and
