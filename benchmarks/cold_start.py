@@ -362,10 +362,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         layer = layer_python_dir(args.layer) if args.layer else build_layer(python, work / "layer")
         runtime = args.runtime or work / "runtime"
-        if not (runtime / "boto3").is_dir():
-            if args.runtime:
-                raise SystemExit(f"{runtime}: no boto3 there")
-            build_runtime(runtime)  # once per --work directory
+        if args.runtime and not (runtime / "boto3").is_dir():
+            raise SystemExit(f"{runtime}: no boto3 there")
+        # Once per --work directory; an interrupted build (no marker) is made again, or its
+        # uncompiled modules would count as import time.
+        built = work / "runtime.built"
+        if not args.runtime and not built.exists():
+            shutil.rmtree(runtime, ignore_errors=True)
+            build_runtime(runtime)
+            built.touch()
         # Function dirs as sam build copies them; the baseline gets an empty one of its own.
         tasks = {n: copy_tree_without_bytecode(FUNCTIONS / n, work / "task" / n) for n in names}
         tasks[BASELINE] = work / "task" / "_boto3"
