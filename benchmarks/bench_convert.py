@@ -32,7 +32,7 @@ from typing import Any
 from comfyroute.conversion.editor import convert_editor_workflow
 from comfyroute.conversion.nodetool import convert_graph, load_workflow
 from comfyroute.conversion.object_info import bundled_object_info
-from comfyroute.protocol import Graph
+from comfyroute.protocol.workflow_commands import Graph
 
 SIZES = (100, 1_000, 10_000)
 EDITOR_SIZES = (100, 1_000, 2_000, 10_000)

@@ -21,11 +21,21 @@ runs with the layer stripped of its .pyc files (what SAM's python3.12 builder ma
 
 Runs are interleaved (every target once per round, in a shuffled order), so machine noise hits
 each target alike; the table shows medians. Not a test: numbers for the note, no timed asserts.
+The ``floor`` row (no target) is what any handler that validates with pydantic and logs with
+Powertools pays before a module of its own: the ratio below which no route's imports can go.
 The OS page cache is warm after the first round, which Lambda's first start may not be.
+
+On a machine other processes share, CPU times still move by a tenth or more between runs.
+``--instructions`` counts instead, under valgrind's callgrind, the user-space instructions each
+import executes (minus those of an interpreter that imports nothing): the same number on every
+run, whatever else the machine does, so one run per target is enough. It leaves out system calls
+and cache misses, which the CPU time includes; it is the measure to compare changes by, the CPU
+table the one to quote.
 
     .venv/bin/python benchmarks/cold_start.py                  # builds the layer for this machine
     .venv/bin/python benchmarks/cold_start.py --runs 5 --only authorizer connect
     .venv/bin/python benchmarks/cold_start.py --layer .aws-sam/build/ComfyrouteLayer   # arm64 host
+    .venv/bin/python benchmarks/cold_start.py --instructions   # needs valgrind; ~15 s per target
 
 Without ``--layer`` it runs the layer Makefile with LAYER_PLATFORM set to this machine's
 manylinux platform (arm64 wheels don't import on x86_64) and LAYER_PYTHON to this interpreter.
@@ -39,6 +49,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -59,6 +70,28 @@ TARGET = 1.5
 QUICK_TARGET = 1.25
 QUICK_HANDLERS = frozenset({"authorizer", "connect", "disconnect"})
 BASELINE = "boto3"
+# For contrast, no target: what any handler that validates with pydantic and logs with Powertools
+# pays before a module of its own (boto3, one pydantic model, Powertools' Logger and Metrics as
+# awslambda/instrument.py makes them). A route's ratio can come down to this and no further.
+FLOOR = "floor"
+FLOOR_MODULE = """import boto3
+from aws_lambda_powertools import Logger, Metrics
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Floor(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+    name: str = Field(default="")
+
+
+logger, metrics = Logger(), Metrics()
+"""
+REFERENCES = (BASELINE, FLOOR)
+
+
+def module_of(target: str) -> str:
+    return {BASELINE: "boto3", FLOOR: "floor"}.get(target, "app")
+
 
 # Runs in the child: nothing imported before the clock starts but what the interpreter needs.
 CHILD = """
@@ -67,7 +100,8 @@ task, layer, runtime, module = sys.argv[1:5]
 sys.path[:0] = [task, layer, runtime]
 before = len(sys.modules)
 cpu, wall = time.process_time(), time.perf_counter()
-__import__(module)
+if module:  # empty: the interpreter alone, what --instructions subtracts
+    __import__(module)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 sys.stdout.write("%.6f %.6f %d\\n" % (cpu, wall, len(sys.modules) - before))
 """
@@ -125,10 +159,33 @@ def lambda_env(function: str, task: Path) -> dict[str, str]:
 
 def measure(python: str, layout: Layout, target: str) -> tuple[float, float, int]:
     """One fresh interpreter: CPU and wall seconds for the import, and how many modules it loaded."""
+    done = _child(python, layout, target, module_of(target))
+    cpu, wall, modules = done.stdout.split()
+    return float(cpu), float(wall), int(modules)
+
+
+# callgrind counts every instruction the process executes; nothing is written but its report.
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+NOTHING = ""
+
+
+def count_instructions(python: str, layout: Layout, target: str, module: str | None = None) -> tuple[int, int]:
+    """One fresh interpreter under callgrind: the instructions it executed, and the modules the
+    import loaded."""
+    module = module if module is not None else module_of(target)
+    done = _child(python, layout, target, module, under=CALLGRIND)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"{target}: no instruction count from valgrind\n{done.stderr.strip()[-2000:]}")
+    return int(found.group(1)), int(done.stdout.split()[2])
+
+
+def _child(
+    python: str, layout: Layout, target: str, module: str, *, under: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     task = layout.tasks[target]
-    module = "app" if target != BASELINE else "boto3"
     done = subprocess.run(
-        [python, "-B", "-S", "-s", "-c", CHILD, str(task), str(layout.layer), str(layout.runtime), module],
+        [*under, python, "-B", "-S", "-s", "-c", CHILD, str(task), str(layout.layer), str(layout.runtime), module],
         env=lambda_env(target, task),
         cwd=task,
         capture_output=True,
@@ -138,8 +195,7 @@ def measure(python: str, layout: Layout, target: str) -> tuple[float, float, int
     )
     if done.returncode != 0:
         raise SystemExit(f"{target} ({layout.name}): import failed\n{done.stderr.strip()}")
-    cpu, wall, modules = done.stdout.split()
-    return float(cpu), float(wall), int(modules)
+    return done
 
 
 # ------------------------------------------------------------------------------ the layout
@@ -224,7 +280,7 @@ def table(title: str, samples: dict[str, Samples], *, targets: bool) -> str:
         ratio = s.cpu_ms / base
         row = f"{name:<14} {s.cpu_ms:>10.1f} {ratio:>7.2f}x"
         if targets:
-            if name == BASELINE:
+            if name in REFERENCES:
                 row += f" {'':>7} {'':>4}"
             else:
                 goal = QUICK_TARGET if name in QUICK_HANDLERS else TARGET
@@ -234,8 +290,38 @@ def table(title: str, samples: dict[str, Samples], *, targets: bool) -> str:
     return "\n".join(lines)
 
 
+def instruction_table(counts: dict[str, tuple[int, int]]) -> str:
+    base = counts[BASELINE][0]
+    header = f"{'handler':<14} {'M instr':>10} {'x boto3':>8} {'target':>7} {'':>4} {'modules':>8}"
+    lines = ["with the layer as built (hash-based .pyc), instructions executed by the import:", header]
+    lines.append("-" * len(header))
+    for name, (count, modules) in counts.items():
+        ratio = count / base
+        row = f"{name:<14} {count / 1e6:>10.0f} {ratio:>7.2f}x"
+        if name in REFERENCES:
+            row += f" {'':>7} {'':>4}"
+        else:
+            goal = QUICK_TARGET if name in QUICK_HANDLERS else TARGET
+            row += f" {goal:>6.2f}x {'ok' if ratio <= goal else 'OVER':>4}"
+        lines.append(row + f" {modules:>8}")
+    return "\n".join(lines)
+
+
+def count_all(layout: Layout, names: Sequence[str], python: str) -> dict[str, tuple[int, int]]:
+    """Each target's import in instructions, the interpreter's own start subtracted."""
+    if shutil.which(CALLGRIND[0]) is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    nothing, _ = count_instructions(python, layout, BASELINE, NOTHING)
+    counts = {}
+    for target in [*REFERENCES, *names]:
+        count, modules = count_instructions(python, layout, target)
+        counts[target] = (count - nothing, modules)
+        print(f"{target} counted", file=sys.stderr)
+    return counts
+
+
 def run(layouts: Sequence[Layout], names: Sequence[str], runs: int, python: str, seed: int) -> list[dict[str, Samples]]:
-    targets = [BASELINE, *names]
+    targets = [*REFERENCES, *names]
     results = [{t: Samples() for t in targets} for _ in layouts]
     rng = random.Random(seed)
     for round_ in range(runs):
@@ -259,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="keep the layout here (default: a temporary directory)")
     parser.add_argument("--no-contrast", action="store_true", help="skip the table without bytecode")
     parser.add_argument("--seed", type=int, default=8, help="for the shuffled order of each round")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions under valgrind instead of timing (one run)"
+    )
     args = parser.parse_args(argv)
 
     if sys.version_info[:2] != LAMBDA_PYTHON:
@@ -273,16 +362,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         layer = layer_python_dir(args.layer) if args.layer else build_layer(python, work / "layer")
         runtime = args.runtime or work / "runtime"
-        if not (runtime / "boto3").is_dir():
-            if args.runtime:
-                raise SystemExit(f"{runtime}: no boto3 there")
-            build_runtime(runtime)  # once per --work directory
+        if args.runtime and not (runtime / "boto3").is_dir():
+            raise SystemExit(f"{runtime}: no boto3 there")
+        # Once per --work directory; an interrupted build (no marker) is made again, or its
+        # uncompiled modules would count as import time.
+        built = work / "runtime.built"
+        if not args.runtime and not built.exists():
+            shutil.rmtree(runtime, ignore_errors=True)
+            build_runtime(runtime)
+            built.touch()
         # Function dirs as sam build copies them; the baseline gets an empty one of its own.
         tasks = {n: copy_tree_without_bytecode(FUNCTIONS / n, work / "task" / n) for n in names}
         tasks[BASELINE] = work / "task" / "_boto3"
         tasks[BASELINE].mkdir(parents=True, exist_ok=True)
+        tasks[FLOOR] = work / "task" / "_floor"
+        tasks[FLOOR].mkdir(parents=True, exist_ok=True)
+        (tasks[FLOOR] / "floor.py").write_text(FLOOR_MODULE, encoding="utf-8")
 
         layouts = [Layout("compiled layer", layer, runtime, tasks)]
+        if args.instructions:
+            before = snapshot([layer, runtime, *tasks.values()])
+            counts = count_all(layouts[0], names, python)
+            if snapshot([layer, runtime, *tasks.values()]) - before:
+                raise SystemExit("the runs wrote files into the layout: not read-only")
+            print(
+                f"cold import, instructions executed (valgrind callgrind, user space, one run each: they "
+                f"do not vary); Python {platform.python_version()} on {platform.machine()}; no bytecode written (-B)"
+            )
+            print(f"layer {layer}\nruntime {runtime}\n")
+            print(instruction_table(counts))
+            return 0
         if not args.no_contrast:
             source_only = copy_tree_without_bytecode(layer, work / "layer-without-bytecode")
             layouts.append(Layout("layer without .pyc", source_only, runtime, tasks))

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from support import png
 
-from comfyroute.protocol import JobOutput, OutputValue
+from comfyroute.protocol.server_messages import JobOutput, OutputValue
 
 pytestmark = pytest.mark.browser
 

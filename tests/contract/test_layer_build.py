@@ -88,7 +88,10 @@ def test_benchmark_prints_both_tables_with_the_handler_against_boto3(bench: tupl
     assert source_only, out
     for part in (compiled, source_only):
         rows = {m["name"]: m for m in ROW.finditer(part)}
-        assert set(rows) == {"boto3", "authorizer"}, part
+        assert set(rows) == {"boto3", "floor", "authorizer"}, part
         assert rows["boto3"]["ratio"] == "1.00"
         assert int(rows["authorizer"]["modules"]) > int(rows["boto3"]["modules"]) > 50
+        # The floor imports pydantic and Powertools beside boto3, and has no target.
+        assert int(rows["floor"]["modules"]) > int(rows["boto3"]["modules"])
     assert re.search(r"^authorizer .* 1\.25x\s+(ok|OVER)\s", compiled, re.M), compiled
+    assert not re.search(r"^floor .*x\s+(ok|OVER)\s", compiled, re.M), compiled

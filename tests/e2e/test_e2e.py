@@ -25,17 +25,16 @@ from fakes import FakeComfyUI, FakeRunPod
 from support.executions import executions_of
 
 from comfyroute.conversion.nodetool import convert_graph
-from comfyroute.protocol import (
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import (
     ErrorMessage,
-    ExecutorKind,
-    Graph,
     JobOutput,
-    JobStatus,
     JobUpdate,
     NodeUpdate,
     OutputUpdate,
     ServerMessage,
 )
+from comfyroute.protocol.workflow_commands import Graph
 from comfyroute_tools.cli import run as client_cli
 from comfyroute_tools.client import AuthError, ComfyrouteClient, JobResult, RequestError, download
 from comfyroute_tools.dev.stack import DevStack

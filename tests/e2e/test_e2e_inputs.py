@@ -23,7 +23,9 @@ from fakes import FakeComfyUI, FakeRunPod
 from support.png import decode_rgb, encode_rgb, gradient, inverted
 from test_e2e import FOLLOW_TIMEOUT, connect, run
 
-from comfyroute.protocol import MAX_MESSAGE_BYTES, JobOutput, JobStatus, RunJob, RunJobData
+from comfyroute.protocol import MAX_MESSAGE_BYTES, JobStatus
+from comfyroute.protocol.server_messages import JobOutput
+from comfyroute.protocol.workflow_commands import RunJob, RunJobData
 from comfyroute_tools.client import ComfyrouteClient, JobResult, RequestError, download
 from comfyroute_tools.dev.stack import DevStack
 

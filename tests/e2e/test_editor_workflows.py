@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import pytest
 from fakes import FakeComfyUI, FakeRunPod, load_object_info
 
-from comfyroute.protocol import ErrorMessage, JobStatus, JobUpdate, ServerMessage
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.server_messages import ErrorMessage, JobUpdate, ServerMessage
 from comfyroute.schemas import PREFIX, runpod_key
 from comfyroute_tools.cli import main as comfyroute_main
 from comfyroute_tools.client import ComfyrouteClient, JobResult, download

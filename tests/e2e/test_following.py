@@ -14,7 +14,8 @@ import pytest
 from fakes import FakeComfyUI, FakeRunPod
 from support.executions import executions_of
 
-from comfyroute.protocol import JobStatus, JobUpdate, NodeProgress, NodeUpdate, OutputUpdate, ServerMessage
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.server_messages import JobUpdate, NodeProgress, NodeUpdate, OutputUpdate, ServerMessage
 from comfyroute_tools.client import ComfyrouteClient, JobResult
 from comfyroute_tools.dev.stack import DevStack
 

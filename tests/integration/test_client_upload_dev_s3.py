@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from comfyroute.aws.uploads import UploadStore, UploadTicket
-from comfyroute.protocol import UploadReady
+from comfyroute.protocol.server_messages import UploadReady
 from comfyroute_tools.dev.s3post import PolicyEnforcingMotoServer
 from comfyroute_tools.errors import UploadRefused
 from comfyroute_tools.uploads import FilePayload, post_upload

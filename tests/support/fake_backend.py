@@ -29,33 +29,26 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from comfyroute.protocol import (
-    CancelJob,
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.commands import CancelJob, GetJob, ListJobs, Ping, RequestUpload, parse_command
+from comfyroute.protocol.server_messages import (
     ErrorMessage,
-    ExecutorKind,
-    GetJob,
     JobInput,
     JobList,
     JobMessage,
     JobOutput,
-    JobStatus,
     JobUpdate,
     JobView,
-    ListJobs,
     NodeProgress,
     OutputUpdate,
     OutputValue,
-    Ping,
     Pong,
-    RequestUpload,
-    RunJob,
-    SaveWorkflow,
     ServerMessage,
     UploadReady,
     WorkflowSaved,
     encode,
-    parse_command,
 )
+from comfyroute.protocol.workflow_commands import RunJob, SaveWorkflow
 
 # Characters that must be URL-encoded, so a client that forgets to encode is caught.
 TOKEN = "tok/en+with&odd=chars"

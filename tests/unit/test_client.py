@@ -29,10 +29,8 @@ from support.fake_backend import (
     UploadServer,
 )
 
-from comfyroute.protocol import (
-    MAX_MESSAGE_BYTES,
-    ExecutorKind,
-    JobStatus,
+from comfyroute.protocol import MAX_MESSAGE_BYTES, ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import (
     JobUpdate,
     JobView,
     NodeProgress,

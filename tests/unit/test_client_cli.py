@@ -18,7 +18,8 @@ import pytest
 from support.fake_backend import INLINE_BYTES, PROMPT, TOKEN, URI_BYTES, FakeServer, FileServer, UploadServer
 from test_client import free_port
 
-from comfyroute.protocol import JobStatus, JobUpdate, NodeProgress, OutputUpdate, OutputValue
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.server_messages import JobUpdate, NodeProgress, OutputUpdate, OutputValue
 from comfyroute_tools.cli import main
 from comfyroute_tools.cli.run import (
     EXIT_BAD_INPUT,
@@ -410,7 +411,7 @@ def test_build_settings_merges_and_checks() -> None:
 
 
 def test_format_job_shows_the_error() -> None:
-    from comfyroute.protocol import JobView
+    from comfyroute.protocol.server_messages import JobView
 
     view = JobView(job_id="x", status=JobStatus.FAILED, error="boom", created_at=0, updated_at=0)
     text = format_job(view)

@@ -14,7 +14,9 @@ import pytest
 from support.fake_backend import PROMPT, TOKEN, FakeServer, FileServer, UploadServer
 from test_client import free_port
 
-from comfyroute.protocol import MAX_MESSAGE_BYTES, InputFileRef, JobStatus, RunJobData, UploadReady
+from comfyroute.protocol import MAX_MESSAGE_BYTES, JobStatus
+from comfyroute.protocol.server_messages import UploadReady
+from comfyroute.protocol.workflow_commands import InputFileRef, RunJobData
 from comfyroute_tools.client import (
     ComfyrouteClient,
     InvalidRequest,

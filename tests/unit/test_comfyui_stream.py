@@ -42,7 +42,8 @@ from comfyroute.executors.comfyui_stream import (
     node_info,
 )
 from comfyroute.http import make_session
-from comfyroute.protocol import JobStatus, NodeProblem
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
 
 # The prompts the recordings ran (/work/shared/reference/comfyui/workflows), with a title added
 # to one node so the lookup of titles is seen.

@@ -21,7 +21,9 @@ from boto3.dynamodb.types import TypeSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfyroute.protocol import COMMANDS, ErrorMessage, ProtocolError, RunJob, SaveWorkflow, encode, parse_command
+from comfyroute.protocol.commands import COMMANDS, ProtocolError, parse_command
+from comfyroute.protocol.server_messages import ErrorMessage, encode
+from comfyroute.protocol.workflow_commands import RunJob, SaveWorkflow
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES_SCALE", "1"))
 

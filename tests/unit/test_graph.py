@@ -17,7 +17,7 @@ from comfyroute.conversion.nodetool import (
     load_workflow,
     validate_prompt,
 )
-from comfyroute.protocol import Graph
+from comfyroute.protocol.workflow_commands import Graph
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

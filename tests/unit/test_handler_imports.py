@@ -22,6 +22,8 @@ ALL = (
     "request_upload",
     "poll",
     "notify",
+    "follow",
+    "runpod_callback",
 )
 
 # Never in any handler: the tools, the X-Ray SDK (opt-in, see awslambda/instrument.py) and
@@ -83,12 +85,50 @@ def test_routes_that_run_no_executor_load_none_and_no_idempotency(function: str)
     assert under(modules, (*JOB_ONLY, "aws_lambda_powertools.utilities.idempotency")) == []
 
 
-def test_run_job_loads_conversion_both_executors_and_idempotency_at_init() -> None:
+def test_run_job_loads_conversion_and_idempotency_at_init_and_editor_workflows_on_first_use() -> None:
     modules, _ = loaded("run_job")
-    for needed in (
-        "comfyroute.conversion.nodetool",
-        "comfyroute.executors.comfyui",
-        "comfyroute.executors.runpod",
-        "aws_lambda_powertools.utilities.idempotency",
-    ):
+    for needed in ("comfyroute.conversion.nodetool", "aws_lambda_powertools.utilities.idempotency"):
         assert needed in modules
+    assert "comfyroute.conversion.editor" not in modules
+
+
+@pytest.mark.parametrize("function", ["run_job", "cancel_job", "poll"])
+def test_routes_that_run_executors_load_neither_before_a_job_names_one(function: str) -> None:
+    modules, _ = loaded(function)
+    assert under(modules, ("comfyroute.executors.comfyui", "comfyroute.executors.runpod", "requests")) == []
+    assert "comfyroute.executors.factory" in modules
+
+
+BUILD = """
+import json, sys
+from comfyroute.config import Config
+from comfyroute.credentials import Credentials
+from comfyroute.executors.factory import build_executor
+from comfyroute.protocol import ExecutorKind
+kind = ExecutorKind(sys.argv[1])
+creds = Credentials.model_validate({"COMFYUI_ADDR": "127.0.0.1:18500", "RUNPOD_API_KEY": "rp-key"})
+build_executor(kind, creds, "endpoint-1", Config.from_env())
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("comfyroute.executors."))))
+"""
+
+
+@pytest.mark.parametrize(("kind", "other"), [("local", "runpod"), ("runpod", "comfyui")])
+def test_building_an_executor_loads_that_one_only(kind: str, other: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD, kind], capture_output=True, text=True, cwd=ROOT, timeout=60, check=True
+    )
+    modules = json.loads(out.stdout)
+    assert f"comfyroute.executors.{'comfyui' if kind == 'local' else 'runpod'}" in modules
+    assert f"comfyroute.executors.{other}" not in modules
+
+
+@pytest.mark.parametrize("function", ["default", "cancel_job", "job_queries", "request_upload", "poll", "notify"])
+def test_routes_that_take_no_workflow_define_no_workflow_command_models(function: str) -> None:
+    modules, _ = loaded(function)
+    assert "comfyroute.protocol.workflow_commands" not in modules
+
+
+@pytest.mark.parametrize("function", ["poll", "notify"])
+def test_tasks_load_no_client_command_models(function: str) -> None:
+    modules, _ = loaded(function)
+    assert "comfyroute.protocol.commands" not in modules

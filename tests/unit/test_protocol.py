@@ -1,29 +1,31 @@
 """The wire protocol: every command parses, every rejection names what is wrong."""
 
 import json
+from typing import Literal
 
 import pytest
 
-from comfyroute.protocol import (
+from comfyroute.protocol import JobStatus, commands, protocol_json_schema, workflow_commands
+from comfyroute.protocol.commands import (
     COMMANDS,
     CancelJob,
-    ErrorMessage,
     GetJob,
-    JobStatus,
-    JobUpdate,
     Limits,
     ListJobs,
-    OutputUpdate,
-    OutputValue,
     Ping,
     ProtocolError,
-    RunJob,
-    SaveWorkflow,
-    encode,
+    command_model,
     parse_command,
-    parse_server_message,
-    protocol_json_schema,
 )
+from comfyroute.protocol.server_messages import (
+    ErrorMessage,
+    JobUpdate,
+    OutputUpdate,
+    OutputValue,
+    encode,
+    parse_server_message,
+)
+from comfyroute.protocol.workflow_commands import RunJob, SaveWorkflow
 
 GRAPH = {"nodes": [{"id": 1, "type": "comfy.EmptyImage", "data": {"width": 8}}], "edges": []}
 
@@ -256,3 +258,10 @@ def test_odd_keys_are_quoted_in_paths_and_control_characters_escaped():
 
 def test_bytes_that_are_not_utf8_say_so():
     assert _rejection(b'{"command": "\xff"}').startswith("message is not UTF-8 text: invalid start byte at byte")
+
+
+def test_every_command_has_a_model_named_by_it_and_every_model_is_a_command() -> None:
+    for name in COMMANDS:
+        model = command_model(name)
+        assert model.model_fields["command"].annotation == Literal[name]
+    assert sorted([*commands._MODELS, *workflow_commands.MODELS]) == sorted(COMMANDS)

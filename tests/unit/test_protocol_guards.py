@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from comfyroute.protocol import ProtocolError, parse_command
+from comfyroute.protocol.commands import ProtocolError, parse_command
 
 NODES = [{"id": "1", "type": "comfy.EmptyImage", "data": {"width": 8}}, {"id": "2", "type": "comfy.SaveImage"}]
 SAVED = {

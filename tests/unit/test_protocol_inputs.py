@@ -10,27 +10,18 @@ from typing import Any
 
 import pytest
 
-from comfyroute.protocol import (
-    COMMANDS,
-    MAX_MESSAGE_BYTES,
+from comfyroute.protocol import MAX_MESSAGE_BYTES, JobStatus, input_name_problem, protocol_json_schema
+from comfyroute.protocol.commands import COMMANDS, Limits, ProtocolError, RequestUpload, parse_command
+from comfyroute.protocol.server_messages import (
     ErrorMessage,
-    InputFileRef,
     JobInput,
     JobMessage,
-    JobStatus,
     JobView,
-    Limits,
-    ProtocolError,
-    RequestUpload,
-    RunJob,
-    SaveWorkflow,
     UploadReady,
     encode,
-    input_name_problem,
-    parse_command,
     parse_server_message,
-    protocol_json_schema,
 )
+from comfyroute.protocol.workflow_commands import InputFileRef, RunJob, SaveWorkflow
 
 GRAPH = {"nodes": [{"id": 1, "type": "comfy.EmptyImage", "data": {"width": 8}}], "edges": []}
 PROMPT = {"1": {"class_type": "LoadImage", "inputs": {"image": "input.png"}}}

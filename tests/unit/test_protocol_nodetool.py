@@ -10,16 +10,16 @@ import pytest
 
 from comfyroute import messages
 from comfyroute.awslambda.events import AuthorizerRequest, token_of
-from comfyroute.protocol import (
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.commands import (
     ClientPong,
-    JobStatus,
     Ping,
     ProtocolError,
     ReconnectJob,
-    RunJob,
     ToolsManifest,
     command_from_frame,
 )
+from comfyroute.protocol.workflow_commands import RunJob
 
 GRAPH = {"nodes": [{"id": "1", "type": "comfy.EmptyImage", "data": {"_comfy_widgets": [8, 8, 1, 0]}}], "edges": []}
 SECRET = "eyJhbGciOiJIUzI1NiJ9.supabase-session"

@@ -38,41 +38,38 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from comfyroute.http import make_session
-from comfyroute.protocol import (
-    MAX_MESSAGE_BYTES,
+from comfyroute.protocol import MAX_MESSAGE_BYTES, JobStatus
+from comfyroute.protocol.commands import (
     CancelJob,
-    EditorWorkflow,
-    ErrorMessage,
     GetJob,
     GetJobData,
+    JobRef,
+    ListJobs,
+    ListJobsData,
+    Ping,
+    RequestUpload,
+    RequestUploadData,
+    describe_validation_error,
+)
+from comfyroute.protocol.server_messages import (
+    ErrorMessage,
     JobList,
     JobMessage,
     JobOutput,
-    JobRef,
     JobState,
-    JobStatus,
     JobUpdate,
     JobView,
-    ListJobs,
-    ListJobsData,
     NodeProgress,
     NodeUpdate,
     OutputUpdate,
     OutputValue,
-    Ping,
     Pong,
-    RequestUpload,
-    RequestUploadData,
-    RunJob,
-    RunJobData,
-    SaveWorkflow,
-    SaveWorkflowData,
     ServerMessage,
     UploadReady,
     WorkflowSaved,
-    describe_validation_error,
     parse_server_message,
 )
+from comfyroute.protocol.workflow_commands import EditorWorkflow, RunJob, RunJobData, SaveWorkflow, SaveWorkflowData
 from comfyroute.text import NAME_PUNCTUATION, redact
 from comfyroute.text import safe_filename as _safe_name
 from comfyroute_tools.errors import ComfyrouteError, InvalidRequest, UploadFailed, UploadRefused

@@ -29,15 +29,9 @@ from urllib.parse import urlsplit
 import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor  # type: ignore[import-untyped]
 
-from comfyroute.protocol import (
-    MAX_MESSAGE_BYTES,
-    UPLOAD_ID_PATTERN,
-    InputFileRef,
-    RunJob,
-    RunJobData,
-    UploadReady,
-    input_name_problem,
-)
+from comfyroute.protocol import MAX_MESSAGE_BYTES, UPLOAD_ID_PATTERN, input_name_problem
+from comfyroute.protocol.server_messages import UploadReady
+from comfyroute.protocol.workflow_commands import InputFileRef, RunJob, RunJobData
 from comfyroute_tools.errors import InvalidRequest, UploadFailed, UploadRefused
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"

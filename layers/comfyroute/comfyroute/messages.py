@@ -1,7 +1,7 @@
-"""Every server message, built here from records (``protocol`` holds their shapes), and the
+"""Every server message, built here from records (``protocol.server_messages`` holds their shapes), and the
 one way a route answers its caller.
 
-Light at import (protocol only): the default route, which answers ping, loads this too.
+Light at import (the server messages only): the default route, which answers ping, loads this too.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from comfyroute.defaults import MAX_MESSAGE_BYTES
-from comfyroute.protocol import (
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.server_messages import (
     ErrorMessage,
     JobInput,
     JobList,
     JobMessage,
     JobOutput,
-    JobStatus,
     JobUpdate,
     JobView,
     NodeProblem,
@@ -31,7 +31,6 @@ from comfyroute.protocol import (
     OutputUpdate,
     OutputValue,
     Pong,
-    ProtocolError,
     UploadReady,
     WorkflowSaved,
     encode,
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from comfyroute.executors.base import OutputFile
     from comfyroute.jobs.record import JobRecord
     from comfyroute.ports import Caller, OutputStore, Ports
+    from comfyroute.protocol.commands import ProtocolError
 
 
 def reply(ports: Ports, caller: Caller, *messages: BaseModel) -> bool:
@@ -57,7 +57,7 @@ def reply(ports: Ports, caller: Caller, *messages: BaseModel) -> bool:
 
 
 def _state(job: JobRecord, *, with_errors: bool = True) -> dict[str, Any]:
-    """The fields every job message shares (``protocol.JobState``)."""
+    """The fields every job message shares (``protocol.server_messages.JobState``)."""
     return {
         "job_id": job.wire_id,
         "workflow_id": job.workflow_id,

@@ -18,10 +18,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import Union
+from typing import TYPE_CHECKING, Union
 from urllib.parse import urlsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]  # noqa: UP007
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007
@@ -95,6 +96,9 @@ def fetch_untrusted(
     resolver: Resolver = _system_resolver,
 ) -> tuple[bytes, str | None]:
     """The body at ``url`` (at most ``max_bytes``) and its Content-Type, or ``FetchRefused``."""
+    # Imported here: the poll task loads this module on every start, and fetches only RunPod's files.
+    import requests
+
     check_url(url, allow_networks, resolver)
     http = session or requests.Session()
     try:

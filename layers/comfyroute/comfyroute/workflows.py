@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, field_serializer, field_validator
 
 from comfyroute import messages
-from comfyroute.protocol import ExecutorSettings, SaveWorkflowData
+from comfyroute.protocol.workflow_commands import ExecutorSettings, SaveWorkflowData
 
 if TYPE_CHECKING:
     from comfyroute.ports import Caller, Ports

@@ -9,7 +9,7 @@ import pytest
 from comfyroute.conversion.nodetool import convert_graph
 from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import GraphError
-from comfyroute.protocol import Graph
+from comfyroute.protocol.workflow_commands import Graph
 
 OBJECT_INFO = bundled_object_info()
 

@@ -12,7 +12,9 @@ from comfyroute.defaults import MAX_MESSAGE_BYTES
 from comfyroute.executors.base import OutputFile
 from comfyroute.jobs.notify import notify_job
 from comfyroute.jobs.queries import get_job
-from comfyroute.protocol import JobStatus, ProtocolError, encode, parse_command
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.commands import ProtocolError, parse_command
+from comfyroute.protocol.server_messages import encode
 
 
 class RealLengthUrls(MemoryOutputs):

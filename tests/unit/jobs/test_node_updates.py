@@ -12,8 +12,7 @@ from support.recordings import body
 from comfyroute import messages
 from comfyroute.conversion.outputs import output_node_ids, sole_output_node
 from comfyroute.executors import comfyui
-from comfyroute.executors.base import ExecutorStatus, OutputFile
-from comfyroute.executors.runpod import RUNPOD_NODE_ID
+from comfyroute.executors.base import RUNPOD_NODE_ID, ExecutorStatus, OutputFile
 from comfyroute.jobs.follow import attribute_outputs, poll_job
 from comfyroute.protocol import JobStatus
 

@@ -10,7 +10,8 @@ from comfyroute.executors.base import OutputFile
 from comfyroute.jobs import lifecycle
 from comfyroute.jobs.stream import MAX_REPLAY, publish, reconnect_job
 from comfyroute.ports import Caller
-from comfyroute.protocol import JobStatus, ReconnectJobData
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.commands import ReconnectJobData
 
 NEW = "conn-2"
 ALICE_AGAIN = Caller(user_id="alice", connection_id=NEW)

@@ -15,7 +15,8 @@ from comfyroute.jobs import lifecycle
 from comfyroute.jobs.record import JobRecord
 from comfyroute.jobs.submit import prepare_job, run_job
 from comfyroute.ports import Caller
-from comfyroute.protocol import ExecutorKind, JobStatus, RunJobData
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.workflow_commands import RunJobData
 from comfyroute.workflows import WorkflowRecord
 
 PROMPT = {

@@ -14,7 +14,9 @@ from comfyroute.defaults import MAX_MESSAGE_BYTES
 from comfyroute.executors.base import ExecutorRejected
 from comfyroute.jobs.submit import run_job
 from comfyroute.messages import MAX_ERRORS
-from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem, RunJobData, SaveWorkflowData, encode
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem, encode
+from comfyroute.protocol.workflow_commands import RunJobData, SaveWorkflowData
 from comfyroute.workflows import save_workflow
 
 EDITOR = Path(__file__).resolve().parents[2] / "fixtures" / "editor"

@@ -16,7 +16,9 @@ from comfyroute.jobs.queries import get_job
 from comfyroute.jobs.submit import run_job
 from comfyroute.jobs.uploads import request_upload
 from comfyroute.ports import Caller
-from comfyroute.protocol import JobStatus, RequestUploadData, RunJobData
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.commands import RequestUploadData
+from comfyroute.protocol.workflow_commands import RunJobData
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
 PROMPT: dict[str, Any] = {

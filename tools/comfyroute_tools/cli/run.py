@@ -44,25 +44,18 @@ from comfyroute.conversion.detect import WorkflowKind as WorkflowKindDetected
 from comfyroute.conversion.detect import detect_workflow
 from comfyroute.conversion.nodetool import load_workflow
 from comfyroute.conversion.problems import GraphError
-from comfyroute.protocol import (
-    JOB_ID_PATTERN,
-    MAX_MESSAGE_BYTES,
-    EditorWorkflow,
+from comfyroute.protocol import JOB_ID_PATTERN, MAX_MESSAGE_BYTES, ExecutorKind, JobStatus, input_name_problem
+from comfyroute.protocol.commands import describe_validation_error
+from comfyroute.protocol.server_messages import (
     ErrorMessage,
-    ExecutorKind,
-    ExecutorSettings,
-    JobStatus,
     JobUpdate,
     JobView,
     NodeProgress,
     NodeUpdate,
     OutputUpdate,
-    RunJob,
-    RunJobData,
     ServerMessage,
-    describe_validation_error,
-    input_name_problem,
 )
+from comfyroute.protocol.workflow_commands import EditorWorkflow, ExecutorSettings, RunJob, RunJobData
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

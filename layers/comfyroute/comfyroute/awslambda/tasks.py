@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from comfyroute.awslambda.instrument import Handler, instrument, logger
 from comfyroute.awslambda.wiring import Port, get_ports, preload
@@ -19,19 +19,24 @@ if TYPE_CHECKING:
     from comfyroute.ports import Ports
 
 
-class PollEvent(BaseModel):
+class _Event(BaseModel):
+    # Each task's function validates one of these: the others are never built.
+    model_config = ConfigDict(defer_build=True)
+
+
+class PollEvent(_Event):
     job_id: str
     polls: int = 0
     # Set by the Arm state (waitForTaskToken): store it and wait for RunPod's webhook.
     task_token: str | None = None
 
 
-class FollowEvent(BaseModel):
+class FollowEvent(_Event):
     job_id: str
     follows: int = 0
 
 
-class NotifyEvent(BaseModel):
+class NotifyEvent(_Event):
     job_id: str
     final: bool = False
     failure: dict[str, Any] | None = None

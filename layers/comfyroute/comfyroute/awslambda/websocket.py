@@ -22,7 +22,7 @@ from comfyroute.awslambda.instrument import Handler, instrument, logger
 from comfyroute.awslambda.wiring import Port, get_ports, preload
 from comfyroute.frames import FrameError, decode_event_body
 from comfyroute.ports import Caller
-from comfyroute.protocol import ClientCommand, ProtocolError, command_from_frame, command_name, frame_ids
+from comfyroute.protocol.commands import Command, ProtocolError, command_from_frame, command_name, frame_ids
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -58,7 +58,7 @@ def websocket_handler(
         if caller is None:
             logger.warning("message from a connection with no user")
             return {"statusCode": 401}
-        command: ClientCommand | None = None
+        command: Command | None = None
         name: str | None = None
         frame: dict[str, Any] = {}
         try:

@@ -3,7 +3,8 @@
 Each port is built on first use, from an adapter module that ``preload`` imports when the
 handler is created: a function's init loads the adapters and libraries of the ports its route
 uses and no others (the authorizer: the API keys table; run_job: also Idempotency, the
-executors and Step Functions), and builds no client before the environment is in place. The
+executor factory and Step Functions), and builds no client before the environment is in place.
+An executor's module (and requests) is imported by the first job that runs on it. The
 tests and ``comfyroute dev`` replace single ports by assigning the attribute.
 """
 
@@ -125,9 +126,8 @@ def _credentials() -> type[SecretsManagerCredentials]:
 
 
 def _executors() -> Callable[..., Executor]:
-    # Both executors: which one a job needs is known only when it runs.
-    import comfyroute.executors.comfyui
-    import comfyroute.executors.runpod  # noqa: F401
+    # Neither executor module: which one a job needs is known only when it runs, and
+    # build_executor imports that one (and requests) then.
     from comfyroute.executors.factory import build_executor
 
     _credentials()

@@ -171,8 +171,9 @@ def convert_editor_workflow(
 
 
 class _Converter:
-    def __init__(self, workflow: RawWorkflow, object_info: ObjectInfo, rng: random.Random,
-                 now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, workflow: RawWorkflow, object_info: ObjectInfo, rng: random.Random, now: Callable[[], datetime]
+    ) -> None:
         self.workflow = workflow
         self.object_info = object_info
         self.rng = rng
@@ -199,21 +200,26 @@ class _Converter:
         self._expand(self.workflow.root, (), ())
         prompt = self._build()
         if not prompt and not self.problems:
-            self.problems.append(ConversionProblem(
-                message="the workflow has no nodes to run: every node is muted, bypassed, a note or UI-only"
-            ))
+            self.problems.append(
+                ConversionProblem(
+                    message="the workflow has no nodes to run: every node is muted, bypassed, a note or UI-only"
+                )
+            )
         if self.problems:
             raise GraphError(self.problems)
         return prompt
 
-    def _problem(self, message: str, node: _Node | None = None, exec_id: str | None = None,
-                 input_name: str | None = None) -> None:
-        self.problems.append(ConversionProblem(
-            node_id=exec_id if exec_id is not None else (node.id if node is not None else None),
-            class_type=node.raw.type if node is not None else None,
-            input=input_name,
-            message=message,
-        ))
+    def _problem(
+        self, message: str, node: _Node | None = None, exec_id: str | None = None, input_name: str | None = None
+    ) -> None:
+        self.problems.append(
+            ConversionProblem(
+                node_id=exec_id if exec_id is not None else (node.id if node is not None else None),
+                class_type=node.raw.type if node is not None else None,
+                input=input_name,
+                message=message,
+            )
+        )
 
     # ------------------------------------------------------------------ nodes
 
@@ -249,9 +255,8 @@ class _Converter:
                 Slot(name=out.name, type=out.type, links=saved_outputs[i].links if i < len(saved_outputs) else ())
                 for i, out in enumerate(schema.outputs)
             ]
-            outputs += saved_outputs[len(schema.outputs):]
-            node = _Node(raw, graph, kind, raw.title or schema.display_name, inputs, outputs,
-                         schema=schema, layout=lay)
+            outputs += saved_outputs[len(schema.outputs) :]
+            node = _Node(raw, graph, kind, raw.title or schema.display_name, inputs, outputs, schema=schema, layout=lay)
             node.values = self._widget_values(node, schema, lay)
             return node
         # The frontend copies the saved slots over the class's own ones, index by index.
@@ -302,7 +307,7 @@ class _Converter:
         if schema.name in ("KSampler", "KSamplerAdvanced"):
             sampler = values.get("sampler_name")
             if isinstance(sampler, str) and sampler.startswith("sample_"):
-                values["sampler_name"] = sampler[len("sample_"):]
+                values["sampler_name"] = sampler[len("sample_") :]
         return values
 
     def _check_missing(self, node: _Node, slots: list[Widget], given: int) -> None:
@@ -316,7 +321,8 @@ class _Converter:
         """
         linked = {slot.widget for slot in node.inputs if slot.widget and slot.link is not None}
         missing = [
-            w.name for w in slots[given:]
+            w.name
+            for w in slots[given:]
             if w.kind is WidgetKind.VALUE and w.spec is not None and not w.spec.optional and w.name not in linked
         ]
         if missing:
@@ -465,7 +471,8 @@ class _Converter:
                 self._problem(
                     "legacy group nodes are not supported: open the workflow in ComfyUI and convert the group "
                     "node to a subgraph (or ungroup it), then save it again",
-                    node, inst.exec_id,
+                    node,
+                    inst.exec_id,
                 )
                 continue
             inputs = self._widget_inputs(inst)
@@ -503,7 +510,9 @@ class _Converter:
                     self._problem(
                         f"its {spec.widget_type} input is filled by ComfyUI's frontend in a browser when queued "
                         "(a camera frame or a 3D viewport capture); it cannot run from a saved workflow",
-                        node, inst.exec_id, widget.name,
+                        node,
+                        inst.exec_id,
+                        widget.name,
                     )
                 value = self._serialized(node, widget.name, spec, value)
             if value is not UNDEFINED:
@@ -563,15 +572,17 @@ class _Converter:
             return None
         link = node.graph.links.get(slot.link)
         if link is None:
-            self._problem(f"is linked by link {slot.link}, which is not in the workflow's links",
-                          node, inst.exec_id, slot.name)
+            self._problem(
+                f"is linked by link {slot.link}, which is not in the workflow's links", node, inst.exec_id, slot.name
+            )
             return None
         if inst.path and link.origin_id == SUBGRAPH_INPUT_NODE:
             return self._from_subgraph_input(inst, link.origin_slot)
         origin = self._instance(inst.path, link.origin_id)
         if origin is None:
-            self._problem(f"links to node {link.origin_id}, which is not in the workflow",
-                          node, inst.exec_id, slot.name)
+            self._problem(
+                f"links to node {link.origin_id}, which is not in the workflow", node, inst.exec_id, slot.name
+            )
             return None
         return ("out", origin.exec_id, link.origin_slot, type_ if type_ is not None else slot.type)
 
@@ -599,8 +610,9 @@ class _Converter:
         if node.virtual:
             return ("in", inst.exec_id, index, type_) if index < len(node.inputs) else None
         if node.schema is not None and index >= len(node.outputs):
-            self._problem(f"output slot {index} is linked but the class has {len(node.outputs)} outputs",
-                          node, inst.exec_id)
+            self._problem(
+                f"output slot {index} is linked but the class has {len(node.outputs)} outputs", node, inst.exec_id
+            )
             return None
         return _LinkTo(inst.exec_id, index)
 
@@ -608,8 +620,11 @@ class _Converter:
         subgraph = inst.node.subgraph
         assert subgraph is not None
         if index >= len(subgraph.output_links):
-            self._problem(f"output slot {index} is linked but its subgraph has {len(subgraph.output_links)} outputs",
-                          inst.node, inst.exec_id)
+            self._problem(
+                f"output slot {index} is linked but its subgraph has {len(subgraph.output_links)} outputs",
+                inst.node,
+                inst.exec_id,
+            )
             return None
         links = subgraph.output_links[index]
         link = subgraph.links.get(links[0]) if links else None
@@ -617,8 +632,12 @@ class _Converter:
             return None
         inner = self._instance((*inst.path, inst.node.id), link.origin_id)
         if inner is None:
-            self._problem(f"output '{subgraph.outputs[index].name}' of subgraph '{subgraph.name}' is fed by "
-                          f"node {link.origin_id}, which is not in the subgraph", inst.node, inst.exec_id)
+            self._problem(
+                f"output '{subgraph.outputs[index].name}' of subgraph '{subgraph.name}' is fed by "
+                f"node {link.origin_id}, which is not in the subgraph",
+                inst.node,
+                inst.exec_id,
+            )
             return None
         return ("out", inner.exec_id, link.origin_slot, type_)
 
@@ -632,8 +651,9 @@ class _Converter:
         node = inst.node
         inputs = node.inputs
         if index >= len(node.outputs):
-            self._problem(f"output slot {index} is linked but the node has {len(node.outputs)} outputs",
-                          node, inst.exec_id)
+            self._problem(
+                f"output slot {index} is linked but the node has {len(node.outputs)} outputs", node, inst.exec_id
+            )
             return None
         if wanted in ("*", ""):
             chosen = index if len(inputs) > index else 0

@@ -32,11 +32,10 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from comfyroute.conversion.detect import WorkflowKind, detect_workflow
-from comfyroute.conversion.editor import convert_editor_workflow
 from comfyroute.conversion.object_info import NodeSchema, ObjectInfo
 from comfyroute.conversion.problems import GraphError
 from comfyroute.conversion.widgets import UNDEFINED, layout
-from comfyroute.protocol import Graph, GraphEdge, GraphNode
+from comfyroute.protocol.workflow_commands import Graph, GraphEdge, GraphNode
 
 Prompt = dict[str, dict[str, Any]]
 
@@ -213,8 +212,7 @@ def validate_prompt(prompt: Any) -> Prompt:
     for raw_id, entry in prompt.items():
         node_id = str(raw_id)
         if not isinstance(entry, dict):
-            problems.append(f"node {node_id}: must be an object with 'class_type' and 'inputs', "
-                            f"not {_kind_of(entry)}")
+            problems.append(f"node {node_id}: must be an object with 'class_type' and 'inputs', not {_kind_of(entry)}")
             continue
         class_type = entry.get("class_type")
         if not isinstance(class_type, str) or not class_type.strip():
@@ -253,9 +251,7 @@ def apply_params(prompt: Mapping[str, Mapping[str, Any]], params: Mapping[str, M
         if str(node_id) not in prompt:
             problems.append(f"params: node '{node_id}' is not in the prompt")
         elif not isinstance(values, Mapping):
-            problems.append(
-                f"params: node '{node_id}' needs an object of input values, not {_kind_of(values)}"
-            )
+            problems.append(f"params: node '{node_id}' needs an object of input values, not {_kind_of(values)}")
     if problems:
         raise GraphError(problems)
     out: Prompt = {node_id: {**entry, "inputs": dict(entry["inputs"])} for node_id, entry in prompt.items()}
@@ -276,10 +272,14 @@ def load_workflow(obj: Any, object_info: ObjectInfo | None = None) -> Prompt:
     detected = detect_workflow(obj)
     if detected.kind is WorkflowKind.EDITOR:
         if object_info is None:
-            raise GraphError([
-                "this is a ComfyUI editor workflow (nodes + links): converting it needs the node schemas "
-                "of the ComfyUI that runs it (object_info); or export it from ComfyUI with 'Export (API)'"
-            ])
+            raise GraphError(
+                [
+                    "this is a ComfyUI editor workflow (nodes + links): converting it needs the node schemas "
+                    "of the ComfyUI that runs it (object_info); or export it from ComfyUI with 'Export (API)'"
+                ]
+            )
+        from comfyroute.conversion.editor import convert_editor_workflow  # for editor workflows only
+
         return validate_prompt(convert_editor_workflow(detected.body, object_info))
     if detected.is_graph:
         try:
@@ -433,8 +433,7 @@ class _Converter:
             slot = int(match[1])
             if outputs and slot >= len(outputs):
                 self.problems.append(
-                    f"{_edge_label(edge, position)}: {source.label} has {len(outputs)} outputs, "
-                    f"no slot {slot}"
+                    f"{_edge_label(edge, position)}: {source.label} has {len(outputs)} outputs, no slot {slot}"
                 )
                 return None
             return slot

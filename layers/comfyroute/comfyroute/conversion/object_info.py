@@ -147,11 +147,13 @@ def _outputs(raw: Mapping[str, Any]) -> tuple[OutputSpec, ...]:
     for slot, kind in enumerate(types):
         type_name = "COMBO" if isinstance(kind, list) else str(kind)
         name = names[slot] if slot < len(names) and isinstance(names[slot], str) and names[slot] else None
-        outputs.append(OutputSpec(
-            name=name or f"output_{slot}",
-            type=type_name,
-            is_list=bool(lists[slot]) if slot < len(lists) else False,
-        ))
+        outputs.append(
+            OutputSpec(
+                name=name or f"output_{slot}",
+                type=type_name,
+                is_list=bool(lists[slot]) if slot < len(lists) else False,
+            )
+        )
     return tuple(outputs)
 
 

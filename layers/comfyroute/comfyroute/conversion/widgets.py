@@ -35,22 +35,55 @@ from typing import Any
 from comfyroute.conversion.object_info import InputSpec, NodeSchema
 
 # Input types the frontend draws a widget for: its core widgets and those of its core extensions.
-WIDGET_TYPES = frozenset({
-    "INT", "FLOAT", "BOOLEAN", "STRING", "MARKDOWN", "COMBO", "IMAGEUPLOAD", "FILEUPLOAD", "COLOR",
-    "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART", "GALLERIA", "SELECTBUTTON", "TEXTAREA",
-    "WEBCAM", "AUDIO_UI", "AUDIOUPLOAD", "AUDIO_RECORD", "LOAD_3D", "LOAD_3D_ANIMATION",
-    "PREVIEW_3D", "PREVIEW_3D_ANIMATION",
-})
+WIDGET_TYPES = frozenset(
+    {
+        "INT",
+        "FLOAT",
+        "BOOLEAN",
+        "STRING",
+        "MARKDOWN",
+        "COMBO",
+        "IMAGEUPLOAD",
+        "FILEUPLOAD",
+        "COLOR",
+        "IMAGECOMPARE",
+        "TREESELECT",
+        "MULTISELECT",
+        "CHART",
+        "GALLERIA",
+        "SELECTBUTTON",
+        "TEXTAREA",
+        "WEBCAM",
+        "AUDIO_UI",
+        "AUDIOUPLOAD",
+        "AUDIO_RECORD",
+        "LOAD_3D",
+        "LOAD_3D_ANIMATION",
+        "PREVIEW_3D",
+        "PREVIEW_3D_ANIMATION",
+    }
+)
 # Widgets whose value only a browser can make at queue time (a camera frame, a 3D viewport).
 BROWSER_ONLY_TYPES = frozenset({"WEBCAM", "LOAD_3D", "LOAD_3D_ANIMATION"})
 # INT inputs that get a seed control by name alone: the frontend's legacy convention.
 LEGACY_SEED_NAMES = frozenset({"seed", "noise_seed"})
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 # Save nodes whose filename_prefix the frontend runs through its %Node.widget% / %date:...% replacements.
-SAVE_NODE_TYPES = frozenset({
-    "SaveImage", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB", "SaveAnimatedPNG",
-    "CLIPSave", "VAESave", "ModelSave", "LoraSave", "SaveLatent",
-})
+SAVE_NODE_TYPES = frozenset(
+    {
+        "SaveImage",
+        "SaveAnimatedWEBP",
+        "SaveWEBM",
+        "SaveAudio",
+        "SaveGLB",
+        "SaveAnimatedPNG",
+        "CLIPSave",
+        "VAESave",
+        "ModelSave",
+        "LoraSave",
+        "SaveLatent",
+    }
+)
 _MEDIA_UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
 # Inputs the frontend's 3D extensions add to these classes (a viewport capture), after the others.
 _EXTRA_INPUTS: Mapping[str, tuple[tuple[str, str], ...]] = {

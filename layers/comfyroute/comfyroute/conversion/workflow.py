@@ -132,9 +132,11 @@ def _read_graph(obj: Mapping[str, Any], graph_id: str | None, name: str, problem
             problems.append(ConversionProblem(message=f"nodes[{position}]{where} is not a node with an id and a type"))
             continue
         if node.id in graph.nodes:
-            problems.append(ConversionProblem(
-                node_id=node.id, class_type=node.type, message=f"duplicate node id{where}: two nodes share it"
-            ))
+            problems.append(
+                ConversionProblem(
+                    node_id=node.id, class_type=node.type, message=f"duplicate node id{where}: two nodes share it"
+                )
+            )
             continue
         graph.nodes[node.id] = node
     links = obj.get("links")
@@ -210,8 +212,13 @@ def _read_link(entry: Any) -> Link | None:
         return None
     if not _is_slot(origin_slot) or not _is_slot(target_slot):
         return None
-    return Link(id=_key(link_id), origin_id=_key(origin_id), origin_slot=int(origin_slot),
-                target_id=_key(target_id), target_slot=int(target_slot))
+    return Link(
+        id=_key(link_id),
+        origin_id=_key(origin_id),
+        origin_slot=int(origin_slot),
+        target_id=_key(target_id),
+        target_slot=int(target_slot),
+    )
 
 
 def _read_subgraph_io(entry: Mapping[str, Any], graph: RawGraph) -> None:

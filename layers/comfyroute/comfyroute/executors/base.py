@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
 
 if TYPE_CHECKING:
     from comfyroute.executors.inputs import InputFile
@@ -45,7 +46,7 @@ class Lenient(BaseModel):
     """A body from an executor's server. Servers grow fields between releases: read what we
     know, ignore the rest."""
 
-    # Built on first use: run_job imports both executors and parses the answers of one.
+    # Built on first use: a server's answers are parsed only once a job reaches it.
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
@@ -77,12 +78,17 @@ class ExecutorStatus(BaseModel):
     execution_ms: int | None = None
 
 
+# The node_id of RunPod's files: its worker names no node (jobs.follow attributes them to the
+# prompt's one output node).
+RUNPOD_NODE_ID = "runpod"
+
+
 class OutputFile(BaseModel):
     """One file a job produced, from the executor's report to the job record.
 
     The executor fills in what it knows: the bytes (``data``, never stored or dumped) or a
     ``url`` where it left the file. Storing it adds the S3 ``key`` and the class name of the
-    node that made it (``node_name``). Clients see it as ``protocol.JobOutput``.
+    node that made it (``node_name``). Clients see it as ``protocol.server_messages.JobOutput``.
     """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)

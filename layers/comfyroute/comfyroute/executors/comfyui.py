@@ -61,7 +61,8 @@ from comfyroute.executors.inputs import (
     rewrite_file_references,
 )
 from comfyroute.http import make_session
-from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
 from comfyroute.text import clip, one_line, redact
 
 if TYPE_CHECKING:

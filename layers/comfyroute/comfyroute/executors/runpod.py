@@ -32,6 +32,7 @@ from pydantic import SecretStr, ValidationError
 
 from comfyroute.defaults import MAX_OUTPUT_BYTES, RUNPOD_API_BASE
 from comfyroute.executors.base import (
+    RUNPOD_NODE_ID,
     ExecutorRejected,
     ExecutorStatus,
     ExecutorUnavailable,
@@ -59,7 +60,6 @@ MIN_EXECUTION_TIMEOUT_MS = 5_000
 MAX_EXECUTION_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 MAX_RUN_PAYLOAD_BYTES = 10 * 1024 * 1024
 
-RUNPOD_NODE_ID = "runpod"
 RUNPOD_OUTPUT_NAME = "images"
 DEFAULT_OUTPUT_FILENAME = "output.png"
 

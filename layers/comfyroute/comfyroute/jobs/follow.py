@@ -15,9 +15,7 @@ from pydantic import BaseModel
 
 from comfyroute import metrics
 from comfyroute.contenttypes import safe_content_type
-from comfyroute.conversion.outputs import sole_output_node
-from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
-from comfyroute.executors.runpod import RUNPOD_NODE_ID
+from comfyroute.executors.base import RUNPOD_NODE_ID, ExecutorError, ExecutorUnavailable
 from comfyroute.jobs import lifecycle
 from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.record import JobNotFound, JobRecord
@@ -183,6 +181,9 @@ def attribute_outputs(job: JobRecord, files: list[OutputFile]) -> list[OutputFil
     one output node, they are that node's."""
     if not any(f.node_id == RUNPOD_NODE_ID for f in files):
         return files
+    # Imported for RunPod's files only: the bundled node schemas are not needed otherwise.
+    from comfyroute.conversion.outputs import sole_output_node
+
     node_id = sole_output_node(job.node_classes)
     if node_id is None:
         return files

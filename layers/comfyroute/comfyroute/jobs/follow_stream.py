@@ -43,7 +43,8 @@ from comfyroute.jobs.cancel import stop_on_executor
 from comfyroute.jobs.follow import executor_unreachable, where
 from comfyroute.jobs.record import JobNotFound, JobRecord
 from comfyroute.jobs.schedule import NO_OUTPUTS_MESSAGE, fallback_wait, unreachable_wait
-from comfyroute.protocol import JobStatus, JobStreamMessage, NodeStatus
+from comfyroute.protocol import JobStatus
+from comfyroute.protocol.server_messages import JobStreamMessage, NodeStatus
 
 if TYPE_CHECKING:
     from comfyroute.ports import Ports

@@ -24,14 +24,8 @@ from comfyroute.conversion.problems import GraphError
 from comfyroute.executors.base import guess_content_type
 from comfyroute.executors.inputs import InputFile, human_bytes
 from comfyroute.jobs.record import InputRecord
-from comfyroute.protocol import (
-    DEFAULT_LIMITS,
-    EditorWorkflow,
-    ExecutorSettings,
-    Graph,
-    InputFileRef,
-    describe_validation_error,
-)
+from comfyroute.protocol.commands import DEFAULT_LIMITS, describe_validation_error
+from comfyroute.protocol.workflow_commands import EditorWorkflow, ExecutorSettings, Graph, InputFileRef
 
 if TYPE_CHECKING:
     from comfyroute.ports import Caller, Ports

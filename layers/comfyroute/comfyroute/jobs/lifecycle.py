@@ -19,7 +19,8 @@ from comfyroute import metrics
 from comfyroute.jobs.record import ACTIVE, JobChange, JobRecord, Outcome
 from comfyroute.jobs.schedule import status_message
 from comfyroute.messages import bounded_errors
-from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
 from comfyroute.text import clip
 
 if TYPE_CHECKING:

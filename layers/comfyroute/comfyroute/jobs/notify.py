@@ -16,7 +16,7 @@ from comfyroute.jobs.schedule import describe_failure
 if TYPE_CHECKING:
     from comfyroute.jobs.record import JobRecord
     from comfyroute.ports import Ports
-    from comfyroute.protocol import JobStreamMessage
+    from comfyroute.protocol.server_messages import JobStreamMessage
 
 logger = Logger(child=True)
 

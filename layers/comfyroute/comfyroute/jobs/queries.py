@@ -30,7 +30,7 @@ def owned_job(
 
 
 def get_job(ports: Ports, caller: Caller, job_id: str, *, offset: int = 0, limit: int | None = None) -> None:
-    """The job with fresh URLs to one page of its outputs (``protocol.GetJobData``). Asked from
+    """The job with fresh URLs to one page of its outputs (``protocol.commands.GetJobData``). Asked from
     a new connection while the job is active, the rest of the job's messages go there from now
     on (the client reconnected)."""
     job = owned_job(ports, caller, job_id, "get_job")

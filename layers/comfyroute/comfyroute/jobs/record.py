@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from comfyroute.executors.base import NodeOutcome, OutputFile, Progress
 from comfyroute.jobkeys import job_key as job_key
-from comfyroute.protocol import ExecutorKind, JobStatus, NodeProblem
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
 
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 

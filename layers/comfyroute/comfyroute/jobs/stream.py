@@ -18,11 +18,12 @@ from pydantic import BaseModel
 from comfyroute import messages
 from comfyroute.jobs import lifecycle
 from comfyroute.jobs.queries import owned_job
-from comfyroute.protocol import JobResumed, JobStreamMessage, OutputUpdate, ReconnectJobData, server_message_adapter
+from comfyroute.protocol.server_messages import JobResumed, JobStreamMessage, OutputUpdate, server_message_adapter
 
 if TYPE_CHECKING:
     from comfyroute.jobs.record import JobRecord
     from comfyroute.ports import Caller, Ports
+    from comfyroute.protocol.commands import ReconnectJobData
 
 # A reconnect replays at most this many messages (the newest); job_resumed says when it cut.
 MAX_REPLAY = 500

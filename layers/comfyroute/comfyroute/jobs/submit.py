@@ -16,13 +16,11 @@ from pydantic import BaseModel, Field
 
 from comfyroute import messages
 from comfyroute.aws.uploads import UploadError
-from comfyroute.conversion.editor import convert_editor_workflow
 from comfyroute.conversion.nodetool import COMFY_PREFIX, apply_params, convert_graph, validate_prompt
 from comfyroute.conversion.object_info import bundled_object_info
 from comfyroute.conversion.problems import ConversionProblem, GraphError
 from comfyroute.credentials import CredentialsError
 from comfyroute.executors.base import ExecutorError, ExecutorUnavailable
-from comfyroute.executors.runpod import RunPodExecutor
 from comfyroute.executors.runpod_webhook import callback_url, new_secret, secret_digest
 from comfyroute.executors.scrubbed import errors_scrubbed, unwrap
 from comfyroute.jobs import lifecycle, schedule, stream
@@ -31,7 +29,9 @@ from comfyroute.jobs.inputs import InputRefused, UploadedWorkflow, keep_inputs, 
 from comfyroute.jobs.record import InputRecord, JobNotFound, JobRecord, Outcome, job_key
 from comfyroute.jobs.webhook import arm_seconds
 from comfyroute.ports import DifferentRequest, LoopStartFailed, StartInProgress
-from comfyroute.protocol import ExecutorKind, ExecutorSettings, Graph, JobStatus, NodeProblem, RunJobData
+from comfyroute.protocol import ExecutorKind, JobStatus
+from comfyroute.protocol.server_messages import NodeProblem
+from comfyroute.protocol.workflow_commands import ExecutorSettings, Graph, RunJobData
 from comfyroute.schemas import ObjectInfoUnavailable, editor_classes
 
 if TYPE_CHECKING:
@@ -158,6 +158,9 @@ def _prepare(ports: Ports, caller: Caller, data: RunJobData) -> tuple[PreparedJo
 
     try:
         if editor is not None:
+            # Imported for editor workflows only: graphs and prompts do without the widget rules.
+            from comfyroute.conversion.editor import convert_editor_workflow
+
             converted = validate_prompt(convert_editor_workflow(editor, schemas(editor_classes(editor))))
         elif graph is not None:
             # A graph that is not all comfy.* nodes is refused by convert_graph, naming them. The
@@ -372,6 +375,9 @@ def _run(ports: Ports, prepared: PreparedJob, inline: Mapping[str, bytes], secre
             except UploadError as exc:
                 return lifecycle.fail(ports.jobs, job_id, f"the job's input files could not be kept: {exc}").job
         runpod = unwrap(executor)
+        if secret is not None:
+            # Only a RunPod job has a secret; other jobs never load the RunPod executor.
+            from comfyroute.executors.runpod import RunPodExecutor
         if secret is not None and isinstance(runpod, RunPodExecutor):
             webhook = callback_url(ports.config.runpod_callback_base_url, job_id, secret)
             with errors_scrubbed(executor):

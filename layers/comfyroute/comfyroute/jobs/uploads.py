@@ -9,7 +9,7 @@ from comfyroute.aws.uploads import UploadError
 
 if TYPE_CHECKING:
     from comfyroute.ports import Caller, Ports
-    from comfyroute.protocol import RequestUploadData
+    from comfyroute.protocol.commands import RequestUploadData
 
 
 def request_upload(ports: Ports, caller: Caller, data: RequestUploadData) -> None:
