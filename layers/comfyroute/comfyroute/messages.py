@@ -145,6 +145,13 @@ def step_progress(job: JobRecord, node_id: str, value: float, total: float) -> N
     return NodeProgress(job_id=job.wire_id, workflow_id=job.workflow_id, node_id=node_id, progress=value, total=total)
 
 
+def progress_pushes(job: JobRecord) -> list[JobUpdate | NodeProgress]:
+    """What a running job's client gets when a look saw it change: its state, and the progress
+    the executor reported, if any."""
+    progress = node_progress(job)
+    return [job_update(job)] if progress is None else [job_update(job), progress]
+
+
 def node_progress(job: JobRecord) -> NodeProgress | None:
     if job.progress is None:
         return None

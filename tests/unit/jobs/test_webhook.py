@@ -40,6 +40,9 @@ def test_arm_keeps_the_token_and_waits_while_runpod_runs_the_job(ports: MemoryPo
     assert (job.task_token, job.status) == ("token-1", JobStatus.RUNNING)
     # RunPod's progress still reaches the client while the loop waits.
     assert [m["type"] for m in ports.pusher.messages("conn-1")] == ["job_update", "node_progress"]
+    # Numbered and logged like every message of the job: a client that reconnects replays them.
+    assert [m.get("job_seq") for m in ports.pusher.messages("conn-1")] == [1, 2]
+    assert ports.message_log.last_seq(key("j1")) == 2
 
 
 @pytest.mark.parametrize(

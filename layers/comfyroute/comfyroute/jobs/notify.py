@@ -42,10 +42,7 @@ def notify_job(ports: Ports, job_id: str, *, final: bool, failure: Mapping[str, 
         # stop reading at a terminal status (nodetool's runner goes idle on it; ours returns).
         pushes.extend(_final_pushes(ports, job))
     else:
-        pushes.append(messages.job_update(job))
-        progress = messages.node_progress(job)
-        if progress is not None:
-            pushes.append(progress)
+        pushes.extend(messages.progress_pushes(job))
     # Logged whether or not anyone is connected: a client that comes back replays it.
     undelivered = stream.publish(ports, job, pushes)
     if undelivered is not None:

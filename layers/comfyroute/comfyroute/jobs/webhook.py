@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from comfyroute import messages, metrics
 from comfyroute.executors.base import ExecutorUnavailable
 from comfyroute.executors.runpod_webhook import JobView, Verdict, judge, parse_callback_path
-from comfyroute.jobs import lifecycle
+from comfyroute.jobs import lifecycle, stream
 from comfyroute.jobs.record import JobNotFound
 from comfyroute.jobs.schedule import changed
 
@@ -67,13 +67,9 @@ def arm_job(ports: Ports, job_id: str, task_token: str) -> ArmResult:
         return wake("over on RunPod")
     if changed(job, status):
         observed = lifecycle.observed(ports.jobs, job, status)
-        if observed.applied and observed.job.connection_id:
-            pushes: list[BaseModel] = [messages.job_update(observed.job)]
-            progress = messages.node_progress(observed.job)
-            if progress is not None:
-                pushes.append(progress)
-            if not ports.pusher.send_all(observed.job.connection_id, pushes):
-                ports.connections.mark_gone(observed.job.connection_id)
+        if observed.applied:
+            # Numbered and logged like every job message, so a client that reconnects gets it.
+            stream.publish(ports, observed.job, messages.progress_pushes(observed.job))
     return ArmResult(job_id=job_id, woke=False, reason="waiting for the webhook")
 
 
