@@ -47,7 +47,7 @@ tools:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_convert.py
-	$(BIN)/python benchmarks/poll_schedule.py
+	$(BIN)/python benchmarks/follow_cost.py --quick
 	$(BIN)/python benchmarks/cold_start.py
 
 clean:

@@ -55,7 +55,6 @@ from moto import mock_aws  # noqa: E402
 from support.sfn_harness import DEFAULT_DEFINITION, SFN_MOCK_CONFIG, StateMachineHarness  # noqa: E402
 
 from comfyroute.jobs.schedule import fallback_wait as schedule_fallback_wait  # noqa: E402
-from comfyroute.jobs.schedule import next_wait  # noqa: E402
 
 # "today" and "fixed-2s" run the poll-only ASL of before issue 10, read from git history.
 PREVIOUS_COMMIT = "aa236b0"
@@ -131,6 +130,11 @@ SLOW_POLL_S = 180  # RUNPOD_SLOW_POLL_SECONDS: Arm's task-token timeout, one Run
 # It also bounds the Lambda invocation itself (as on AWS), so it cannot be tiny on a busy machine.
 ARM_WALL_S = 3
 TODAY_START, TODAY_CAP = 1, 30
+
+
+def _old_wait(polls: int) -> int:
+    """The wait before poll ``polls + 1`` of the loop before issue 10: 1, 2, 4 ... 30 s."""
+    return int(min(TODAY_CAP, TODAY_START * 2 ** min(polls, 30)))
 FALLBACK_START, FALLBACK_GROWTH, FALLBACK_CAP = 1, 1.5, 15
 # WebSocket messages a job sends (assumed workload: 7 nodes, a sampler for 80% of the job at four
 # steps a second, one output): the stream sends each node twice and steps at the coalescing rate.
@@ -184,7 +188,7 @@ def _polling(duration: float, *, schedule: str, look_s: float | None = None) -> 
     """Wait -> Poll -> IsDone/Next loops; the execution's input carries the first wait."""
     script = Script()
     waits: dict[str, Callable[[int], int]] = {
-        "today": lambda n: next_wait(n, TODAY_START, TODAY_CAP),
+        "today": _old_wait,
         "fixed": lambda n: 2,
         "fallback": fallback_wait,
     }
@@ -197,7 +201,7 @@ def _polling(duration: float, *, schedule: str, look_s: float | None = None) -> 
         billed = POLL_FINAL_S if done else running_s
         t += billed
         next_wait_s = wait_for(polls + 1) if schedule == "fallback" else wait_for(polls)
-        # The first look sees queued -> running: one progress notification (as poll_schedule.py).
+        # The first look sees queued -> running: one progress notification.
         notify = polls == 0 and not done
         answer = {
             "job_id": "bench",

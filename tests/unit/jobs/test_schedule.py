@@ -25,22 +25,6 @@ def _job(**kw) -> JobRecord:
     return JobRecord(**base)
 
 
-@pytest.mark.parametrize(
-    ("polls", "expected"),
-    [(0, 1), (1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (6, 30), (1000, 30)],
-)
-def test_wait_doubles_from_start_to_the_cap(polls, expected):
-    assert schedule.next_wait(polls, start=1, cap=30) == expected
-
-
-def test_wait_zero_start_means_no_wait():
-    assert schedule.next_wait(7, start=0, cap=30) == 0
-
-
-def test_wait_respects_other_start_and_cap():
-    assert [schedule.next_wait(p, start=2, cap=10) for p in range(4)] == [2, 4, 8, 10]
-
-
 def test_changed_on_state_queue_position_and_progress():
     job = _job(status=JobStatus.QUEUED, queue_position=2)
     assert not schedule.changed(job, ExecutorStatus(state=JobStatus.QUEUED, queue_position=2))
@@ -120,7 +104,7 @@ def test_poll_budget_never_runs_out_before_the_execution_timeout(seconds, start,
 
 def test_poll_budget_counts_the_gentler_fallback_schedule():
     # Input 1 s, then 1, 2, 3, 4, 6, 8, 12 s (37 s waited at 8 polls), then 15 s each: 75 min is
-    # 8 + ceil((4500 - 37) / 15) = 306 polls. Counted with next_wait's doubling up to 30 s it
+    # 8 + ceil((4500 - 37) / 15) = 306 polls. Counted with the old doubling up to 30 s it
     # would be ~155, which the fallback loop spends in ~40 min: the job would fail early.
     assert schedule.poll_budget(4500, 1, 15) == 8 + -(-(4500 - 37) // 15) == 306
     assert _waited_before(155, 1, 15) < 4500

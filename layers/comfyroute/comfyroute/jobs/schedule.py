@@ -23,17 +23,6 @@ NO_OUTPUTS_MESSAGE = (
 )
 
 
-def next_wait(polls: int, start: int, cap: int) -> int:
-    """Seconds to wait before poll number ``polls + 1``: start, 2*start, 4*start, ... capped.
-
-    Short jobs are seen finished within a second or two, long ones cost one poll per
-    ``cap`` seconds instead of one every couple of seconds."""
-    if start <= 0:
-        return 0
-    # Bound the exponent: 2**polls for a week-long job would be an absurdly large int.
-    return int(min(cap, start * 2 ** min(polls, 30)))
-
-
 def poll_budget(seconds: int, start: int, cap: int) -> int | None:
     """The ``polls`` count at which the state machine gives up on a job (its ``max_polls``):
     the first count whose waits alone (the execution input's ``start``, then
@@ -57,7 +46,8 @@ def poll_budget(seconds: int, start: int, cap: int) -> int | None:
 def fallback_wait(polls: int, cap: int, start: int = 1) -> int:
     """Seconds before poll number ``polls + 1`` of the poll loop that stands in for a stream or
     a webhook: 1, 2, 3, 4, 6, 8, 12, 15, 15 ... (growth 1.5 from ``start``, capped), gentler
-    than ``next_wait`` because nothing else tells the client the job ended. ``start`` 0: no wait."""
+    than the doubling before issue 10 because nothing else tells the client the job ended.
+    ``start`` 0: no wait."""
     if start <= 0:
         return 0
     return int(min(cap, math.ceil(start * 1.5 ** min(polls, 40))))
